@@ -1,0 +1,158 @@
+"""`lesionlens <command>`: parses arguments and calls the layers; nothing else.
+
+Heavy imports (torch, timm) happen inside the command that needs them, so `--help` is instant.
+Exit codes: 0 success, 1 partial failure (some inputs bad, the rest processed), 2 usage or
+configuration error. Errors are one line naming the file and the reason; `--debug` shows the
+traceback for bug reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("lesionlens")
+
+
+def _cmd_synth(args) -> int:
+    from .data.synth import generate
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    csv_path = generate(
+        Path(args.out), n=args.n, size=args.size, seed=args.seed, classes=classes,
+        artifact=args.artifact, artifact_rate=args.artifact_rate, artifact_class=args.artifact_class,
+        artifact_rate_other=args.artifact_rate_other, progress=not args.quiet,
+    )
+    print(f"wrote {args.n} images to {args.out} (metadata: {csv_path})")
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    from .training.fit import train
+    from .training.trainer import TrainConfig
+
+    config = TrainConfig(
+        data=args.data, arch=args.arch, out=args.out, epochs=args.epochs, image_size=args.image_size,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        seed=args.seed, device=args.device, pretrained=args.pretrained, resume=args.resume,
+        target_sensitivity=args.target_sensitivity, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, patience=args.patience, workers=args.workers,
+        image_root=args.image_root, positive_class=args.positive_class, balance=args.balance,
+        progress=not args.quiet,
+    )
+    run = train(config)
+    metrics = json.loads((run / "metrics.json").read_text())
+    val = metrics["val"]
+    print(f"run: {run}  best epoch {metrics['best_epoch']}  val ROC-AUC {val['roc_auc']}  "
+          f"sensitivity {val.get('sensitivity')}  specificity {val.get('specificity')}")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args) -> int:
+    from .training.checkpoint import write_json
+    from .training.evaluate import evaluate
+
+    metrics = evaluate(Path(args.run), Path(args.data), Path(args.image_root) if args.image_root else None,
+                       device=args.device, batch_size=args.batch_size, progress=not args.quiet)
+    if args.out:
+        write_json(Path(args.out), metrics)
+    shown = {k: metrics.get(k) for k in ("n", "roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
+                                         "specificity", "threshold", "skipped_unreadable")}
+    print(json.dumps(shown, indent=2))
+    return EXIT_PARTIAL if metrics["skipped_unreadable"] else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .training.names import ARCHITECTURES
+
+    parser = argparse.ArgumentParser(prog="lesionlens", description="An explainable skin-lesion classifier.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic dermoscopy dataset with ground-truth masks")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=600)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", default="benign,melanoma", help="comma-separated class names")
+    p.add_argument("--artifact", default="none", choices=["ring", "ruler", "ink", "patch", "none"])
+    p.add_argument("--artifact-rate", type=float, default=0.0, help="rate in --artifact-class images")
+    p.add_argument("--artifact-class", default=None, help="default: the melanoma-like class")
+    p.add_argument("--artifact-rate-other", type=float, default=0.0, help="rate in all other classes")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("train", help="train a model into a run directory")
+    p.add_argument("--data", help="class-folder dataset or ground-truth CSV (ISIC 2016-2020, image,label)")
+    p.add_argument("--image-root", help="folder the CSV's image names resolve against (default: its folder)")
+    p.add_argument("--arch", choices=ARCHITECTURES)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--pretrained", default=None, help="'imagenet' (timm weights, needs the network) or a .safetensors path")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--target-sensitivity", type=float, default=0.9)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=0.0)
+    p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
+    p.add_argument("--workers", type=int, default=-1, help="data loader workers (-1: auto)")
+    p.add_argument("--positive-class", default=None, help="default: melanoma/malignant/MEL if present")
+    p.add_argument("--balance", default="weights", choices=["weights", "none"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a run on a dataset at the run's threshold")
+    p.add_argument("run")
+    p.add_argument("--data", required=True)
+    p.add_argument("--image-root")
+    p.add_argument("--out", help="write the full metrics as JSON")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def _known_errors() -> tuple[type, ...]:
+    from .data.decode import ImageDecodeError
+    from .data.readers import DatasetError
+
+    errors: list[type] = [DatasetError, ImageDecodeError, FileNotFoundError, PermissionError]
+    if "lesionlens.training.trainer" in sys.modules:
+        from .training.rundir import RunError
+        from .training.trainer import TrainingError
+
+        errors += [TrainingError, RunError]
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line for users; the traceback only with --debug
+        if args.debug:
+            raise
+        known = isinstance(exc, _known_errors()) or isinstance(exc, ValueError)
+        print(f"error: {exc}" if known else f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

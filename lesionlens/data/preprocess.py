@@ -1,0 +1,115 @@
+"""The preprocessing spec and its one implementation (numpy + OpenCV, no torch).
+
+Training, export validation, the ONNX runtime and the explanation sidecar all call
+`preprocess`; the spec travels with the model (model.json and ONNX metadata), so a model is
+never fed pixels prepared differently from the ones it learned on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_INTERPOLATIONS = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+}
+RESIZE_POLICIES = ("shorter_side_center_crop", "stretch", "letterbox")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an RGB uint8 image becomes the model's float32 CHW input.
+
+    resize: `shorter_side_center_crop` scales the shorter side to `size` and crops the centre
+    (dermoscopy centres the lesion); `stretch` resizes to size x size ignoring aspect;
+    `letterbox` fits the longer side and pads with `pad_value`.
+    mean/std are in [0, 1] pixel units, per RGB channel.
+    """
+
+    size: int = 224
+    resize: str = "shorter_side_center_crop"
+    interpolation: str = "area"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pad_value: int = 0
+    version: int = field(default=1)
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"preprocessing size must be >= 8, got {self.size}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ValueError(f"unknown resize policy {self.resize!r}; use one of {RESIZE_POLICIES}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(
+                f"unknown interpolation {self.interpolation!r}; use one of {sorted(_INTERPOLATIONS)}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need three values each, std > 0")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PreprocessSpec":
+        return cls.from_dict(json.loads(text))
+
+
+def resize_to_spec(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Geometric part of preprocessing: RGB uint8 (H, W, 3) -> uint8 (size, size, 3)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    size = spec.size
+    interp = _INTERPOLATIONS[spec.interpolation]
+    h, w = rgb.shape[:2]
+    if spec.resize == "stretch":
+        return cv2.resize(rgb, (size, size), interpolation=interp)
+    if spec.resize == "letterbox":
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        resized = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        out = np.full((size, size, 3), spec.pad_value, dtype=np.uint8)
+        top, left = (size - nh) // 2, (size - nw) // 2
+        out[top : top + nh, left : left + nw] = resized
+        return out
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if (nh, nw) != (h, w):
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+
+
+def normalize(rgb_sized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Photometric part: uint8 (S, S, 3) -> float32 (3, S, S), (x/255 - mean) / std."""
+    scale = np.asarray(spec.std, dtype=np.float32) * 255.0
+    shift = np.asarray(spec.mean, dtype=np.float32) * 255.0
+    chw = rgb_sized.astype(np.float32).transpose(2, 0, 1)
+    return np.ascontiguousarray((chw - shift[:, None, None]) / scale[:, None, None])
+
+
+def preprocess(rgb_uint8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> float32 (3, size, size), ready for the model."""
+    return normalize(resize_to_spec(rgb_uint8, spec), spec)

@@ -1,0 +1,42 @@
+"""`lesionlens evaluate RUN --data DATA`: re-score a finished run on any dataset, at the run's
+own decision threshold. Unreadable images are listed and skipped, as in training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from ..data.decode import ImageDecodeError, decode_image
+from ..data.readers import read_dataset, restrict_to_classes
+from .metrics import classification_metrics
+from .rundir import load_run, spec_of
+from .trainer import DistEnv, TrainConfig, make_loader, predict_probs, resolve_device
+
+log = logging.getLogger("lesionlens")
+
+
+def evaluate(run: Path, data: Path, image_root: Optional[Path] = None, device: str = "auto",
+             batch_size: int = 64, progress: bool = True) -> dict:
+    dev = resolve_device(device)
+    model, meta = load_run(Path(run), str(dev))
+    classes = meta["classes"]
+    dataset = restrict_to_classes(read_dataset(Path(data), image_root), classes)
+    readable, unreadable = [], []
+    for sample in dataset.samples:
+        try:
+            decode_image(sample.path)
+            readable.append(sample)
+        except ImageDecodeError as exc:
+            unreadable.append({"path": str(sample.path), "reason": exc.reason})
+    for item in unreadable:
+        log.warning("skipped %s: %s", item["path"], item["reason"])
+    if not readable:
+        raise ValueError(f"{data}: no readable images to evaluate")
+    config = TrainConfig(data=str(data), arch=meta["arch"], out=str(run), batch_size=batch_size)
+    loader, _ = make_loader(readable, spec_of(meta), False, config, DistEnv(), dev)
+    probs, labels, loss = predict_probs(model, loader, dev, progress)
+    positive = classes.index(meta["positive_class"]) if meta.get("positive_class") else None
+    metrics = classification_metrics(labels, probs, classes, positive, meta.get("decision_threshold"))
+    metrics.update(loss=loss, data=str(data), skipped_unreadable=len(unreadable), unreadable=unreadable)
+    return metrics

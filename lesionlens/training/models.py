@@ -1,0 +1,153 @@
+"""The three architectures, from one factory over a registry (timm's shape: each model defined
+once, configured by arguments).
+
+- `resnet50`: timm ResNet50.
+- `attention_resnet50`: ResNet50 features + gated attention pooling (Ilse et al. 2018) over the
+  spatial positions of the last feature map; the attention map is kept for the explainers.
+- `efficientnet_b0_relu`: timm EfficientNet-B0 with ReLU for SiLU, because LRP's rules assume
+  piecewise-linear activations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import timm
+import torch
+from torch import nn
+
+from .names import ARCHITECTURES
+
+REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str):
+    def wrap(fn):
+        REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+class GatedAttentionPool(nn.Module):
+    """a_i = softmax_i( w^T (tanh(V h_i) * sigmoid(U h_i)) ),  z = sum_i a_i h_i.
+
+    Input (B, C, H, W) -> pooled (B, C). The last attention map, (B, H, W), is kept in
+    `last_attention` so explainers and the demo can show where the head looked.
+    """
+
+    def __init__(self, channels: int, hidden: int = 128):
+        super().__init__()
+        self.attention_v = nn.Linear(channels, hidden)
+        self.attention_u = nn.Linear(channels, hidden)
+        self.attention_w = nn.Linear(hidden, 1)
+        self.last_attention: Optional[torch.Tensor] = None
+
+    def attention(self, tokens: torch.Tensor) -> torch.Tensor:
+        gate = torch.tanh(self.attention_v(tokens)) * torch.sigmoid(self.attention_u(tokens))
+        return torch.softmax(self.attention_w(gate).squeeze(-1), dim=1)  # (B, N)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = features.shape
+        tokens = features.flatten(2).transpose(1, 2)  # (B, N, C)
+        weights = self.attention(tokens)
+        self.last_attention = weights.detach().reshape(b, h, w)
+        return torch.bmm(weights.unsqueeze(1), tokens).squeeze(1)
+
+
+class AttentionResNet(nn.Module):
+    """Backbone features -> GatedAttentionPool -> linear classifier."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, hidden: int = 128):
+        super().__init__()
+        self.backbone = backbone
+        self.pool = GatedAttentionPool(backbone.num_features, hidden)
+        self.classifier = nn.Linear(backbone.num_features, num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.backbone.forward_features(x)))
+
+    def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.forward(x)
+        return logits, self.pool.last_attention
+
+
+@register("resnet50")
+def _resnet50(num_classes: int, imagenet: bool) -> nn.Module:
+    return timm.create_model("resnet50", pretrained=imagenet, num_classes=num_classes)
+
+
+@register("attention_resnet50")
+def _attention_resnet50(num_classes: int, imagenet: bool) -> nn.Module:
+    backbone = timm.create_model("resnet50", pretrained=imagenet, num_classes=0, global_pool="")
+    return AttentionResNet(backbone, num_classes)
+
+
+@register("efficientnet_b0_relu")
+def _efficientnet_b0_relu(num_classes: int, imagenet: bool) -> nn.Module:
+    # ImageNet weights were learnt with SiLU; they still load (same shapes) and fine-tune well
+    # from there, but expect a few epochs before the ReLU network catches up.
+    return timm.create_model("efficientnet_b0", pretrained=imagenet, num_classes=num_classes, act_layer="relu")
+
+
+def _init_classifier(layer: nn.Linear) -> None:
+    """Small classifier weights for every architecture. timm's EfficientNet init scales the
+    classifier by 1/sqrt(num_classes): with 2 classes its first logits have a std of ~5 and
+    training from scratch diverges; a fresh head on a pretrained backbone wants this too."""
+    nn.init.normal_(layer.weight, std=0.01)
+    nn.init.zeros_(layer.bias)
+
+
+def architectures() -> list[str]:
+    return sorted(REGISTRY)
+
+
+assert set(REGISTRY) == set(ARCHITECTURES), "names.ARCHITECTURES must list every registered model"
+
+
+def create_model(arch: str, num_classes: int, pretrained: Union[None, str, Path] = None) -> nn.Module:
+    """Build `arch` with `num_classes` outputs.
+
+    pretrained: None (random init, the offline default), "imagenet" (timm's weights; needs the
+    network or a filled HF cache), or a path to a local .safetensors checkpoint (a timm or
+    lesionlens state dict; classifier weights of another shape are skipped). Pickled checkpoints
+    are refused: loading one runs arbitrary code.
+    """
+    if arch not in REGISTRY:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {architectures()}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    imagenet = pretrained == "imagenet"
+    model = REGISTRY[arch](num_classes, imagenet)
+    _init_classifier(model.get_classifier() if hasattr(model, "get_classifier") else model.classifier)
+    if pretrained not in (None, "imagenet"):
+        load_pretrained_weights(model, Path(pretrained))
+    return model
+
+
+def load_pretrained_weights(model: nn.Module, path: Path) -> dict:
+    """Load a local safetensors state dict, skipping tensors whose shape does not match (the
+    classifier of a model trained on other classes). Returns what was skipped and missing."""
+    from safetensors.torch import load_file
+
+    if path.suffix != ".safetensors":
+        raise ValueError(
+            f"{path}: only .safetensors checkpoints are accepted (pickled .pth/.bin files can run "
+            "code when loaded); convert with safetensors.torch.save_file(state_dict, ...)"
+        )
+    if not path.is_file():
+        raise ValueError(f"{path}: pretrained checkpoint not found")
+    state = load_file(str(path))
+    own = model.state_dict()
+    # A timm backbone checkpoint loads into the attention model's `backbone.` too.
+    if any(k.startswith("backbone.") for k in own) and not any(k.startswith("backbone.") for k in state):
+        state = {f"backbone.{k}": v for k, v in state.items()}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    skipped = sorted(set(state) - set(usable))
+    missing = sorted(set(own) - set(usable))
+    if not usable:
+        raise ValueError(f"{path}: no tensor in the checkpoint fits this architecture")
+    model.load_state_dict(usable, strict=False)
+    return {"loaded": len(usable), "skipped": skipped, "missing": missing}

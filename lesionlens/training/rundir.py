@@ -1,0 +1,68 @@
+"""The run directory contract: model.safetensors + model.json (+ metrics.json, history.csv,
+splits.csv, duplicates.csv, plots/). `load_run` is how every later layer gets a model."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.preprocess import PreprocessSpec
+from .checkpoint import load_weights, sha256_file
+from .models import create_model
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+class RunError(ValueError):
+    """A run directory is missing, incomplete or inconsistent."""
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import timm
+
+    from .. import __version__
+
+    return {
+        "lesionlens": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def read_metadata(run: Path) -> dict[str, Any]:
+    run = Path(run)
+    meta_path = run / META_FILE
+    if not meta_path.is_file():
+        raise RunError(f"{run}: not a finished run directory ({META_FILE} missing)")
+    try:
+        return json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{meta_path}: unreadable JSON ({exc})") from None
+
+
+def load_run(run: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode on `device`, metadata). Refuses weights whose sha256 differs from the
+    one recorded at training time."""
+    run = Path(run)
+    meta = read_metadata(run)
+    weights = run / MODEL_FILE
+    if not weights.is_file():
+        raise RunError(f"{run}: {MODEL_FILE} missing")
+    actual = sha256_file(weights)
+    if actual != meta.get("weights_sha256"):
+        raise RunError(f"{weights}: sha256 {actual} differs from model.json's {meta.get('weights_sha256')}")
+    model = create_model(meta["arch"], len(meta["classes"]))
+    load_weights(model, weights)
+    return model.to(device).eval(), meta
+
+
+def spec_of(meta: dict[str, Any]) -> PreprocessSpec:
+    return PreprocessSpec.from_dict(meta["preprocessing"])

@@ -1,0 +1,81 @@
+import csv
+import hashlib
+
+import cv2
+import numpy as np
+
+from lesionlens.data.synth import generate
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(folder).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _rows(folder):
+    with open(folder / "metadata.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
+    kwargs = dict(n=30, size=48, artifact="ruler", artifact_rate=0.5, progress=False)
+    generate(tmp_path / "a", seed=5, **kwargs)
+    generate(tmp_path / "b", seed=5, **kwargs)
+    generate(tmp_path / "c", seed=6, **kwargs)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_metadata_masks_and_artifacts_are_consistent(synth_small):
+    rows = _rows(synth_small)
+    assert len(rows) == 120
+    assert {"image", "label", "patient_id", "lesion_mask", "artifact", "artifact_mask"} <= set(rows[0])
+    per_patient = {}
+    for r in rows:
+        per_patient.setdefault(r["patient_id"], set()).add(r["label"])
+        img = cv2.imread(str(synth_small / r["image"]))
+        lesion = cv2.imread(str(synth_small / r["lesion_mask"]), cv2.IMREAD_GRAYSCALE)
+        assert img.shape == (64, 64, 3) and lesion.shape == (64, 64)
+        assert 0.02 < (lesion > 127).mean() < 0.6  # a lesion, not the whole frame
+        assert r["image"].startswith(r["label"] + "/")
+        if r["artifact"] == "ring":
+            ring = cv2.imread(str(synth_small / r["artifact_mask"]), cv2.IMREAD_GRAYSCALE)
+            assert ring[0, 0] > 127 and ring[32, 32] == 0  # dark corners, clear centre
+            assert img[ring > 127].mean() < 0.4 * img[ring == 0].mean()  # the ring really is dark
+        else:
+            assert r["artifact"] == "none" and r["artifact_mask"] == ""
+    assert all(len(labels) == 1 for labels in per_patient.values())
+    assert len(per_patient) < len(rows)  # some patients photographed more than once
+    mel = [r for r in rows if r["label"] == "melanoma"]
+    ben = [r for r in rows if r["label"] == "benign"]
+    assert 0.6 < np.mean([r["artifact"] == "ring" for r in mel]) <= 1.0
+    assert not any(r["artifact"] != "none" for r in ben)  # the rest clean unless a second rate
+
+
+def test_n_classes_every_artifact_and_second_rate(tmp_path):
+    classes = ["nevus", "melanoma", "seborrheic_keratosis", "bcc"]
+    for artifact in ("ink", "patch", "ruler"):
+        out = tmp_path / artifact
+        generate(out, n=40, size=48, seed=1, classes=classes, artifact=artifact, artifact_rate=1.0,
+                 artifact_rate_other=1.0, progress=False)
+        rows = _rows(out)
+        assert {r["label"] for r in rows} == set(classes)
+        assert all(r["artifact"] == artifact for r in rows)
+        for r in rows[:5]:
+            mask = cv2.imread(str(out / r["artifact_mask"]), cv2.IMREAD_GRAYSCALE)
+            assert (mask > 127).mean() > 0.005
+
+
+def test_classes_differ_in_colour_variety(tmp_path):
+    """Melanomas carry more colours than nevi: the signal a model must learn is really there."""
+    generate(tmp_path, n=80, size=64, seed=2, progress=False)
+    spread = {"benign": [], "melanoma": []}
+    for r in _rows(tmp_path):
+        img = cv2.imread(str(tmp_path / r["image"])).astype(np.float32)
+        mask = cv2.imread(str(tmp_path / r["lesion_mask"]), cv2.IMREAD_GRAYSCALE) > 127
+        spread[r["label"]].append(img[mask].std(0).mean())
+    assert np.median(spread["melanoma"]) > 1.3 * np.median(spread["benign"])
