@@ -66,6 +66,39 @@ def _cmd_evaluate(args) -> int:
     return EXIT_PARTIAL if metrics["skipped_unreadable"] else EXIT_OK
 
 
+def _cmd_export(args) -> int:
+    from .export import ExportOptions, export_run
+
+    options = ExportOptions(
+        fp16=args.fp16, uint8_input=args.uint8_input, int8=args.int8,
+        triton_repo=Path(args.triton_repo) if args.triton_repo else None,
+        data=Path(args.data) if args.data else None, image_root=Path(args.image_root) if args.image_root else None,
+        max_images=args.max_images, min_confidence=args.flag_uncertain_below, opset=args.opset,
+    )
+    report = export_run(Path(args.run), Path(args.out), options)
+    for name, result in report["variants"].items():
+        print(f"{Path(args.out) / name}: max |probs diff| {result['max_abs_probs_diff']:.2e}, "
+              f"top-1 agreement {result['min_top1_agreement']:.4f}")
+    if "triton" in report:
+        print(f"triton repository: {report['triton']['config']}")
+    return EXIT_OK
+
+
+def _cmd_predict(args) -> int:
+    from .runtime.batch import predict_paths
+
+    predictions, classifier = predict_paths(Path(args.model), args.inputs, Path(args.out) if args.out else None,
+                                            args.provider, args.batch_size, progress=not args.quiet)
+    failed = [p for p in predictions if not p.ok]
+    for p in failed:
+        print(f"error: {p.source}: {p.error}", file=sys.stderr)
+    flagged = sum(p.flagged for p in predictions)
+    print(f"{len(predictions)} input(s): {len(predictions) - len(failed)} classified ({flagged} flagged), "
+          f"{len(failed)} failed; provider {classifier.provider}" + (f"; results in {args.out}" if args.out else ""),
+          file=sys.stderr)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .training.names import ARCHITECTURES
 
@@ -120,6 +153,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a run to ONNX (validated), with optional variants")
+    p.add_argument("run")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--fp16", action="store_true", help="also model.fp16.onnx (for GPUs)")
+    p.add_argument("--uint8-input", action="store_true", help="also model.uint8.onnx: uint8 NHWC in, normalised in the graph")
+    p.add_argument("--int8", action="store_true", help="also model.int8.onnx: static int8, calibrated on real images (CPU)")
+    p.add_argument("--triton-repo", help="write a Triton model repository here")
+    p.add_argument("--data", help="real images for validation / calibration (default: the run's own splits)")
+    p.add_argument("--image-root")
+    p.add_argument("--max-images", type=int, default=64)
+    p.add_argument("--flag-uncertain-below", type=float, default=0.0,
+                   help="also flag predictions whose top probability is below this (0: off)")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="classify images with an exported ONNX model (no torch needed)")
+    p.add_argument("model", help="MODEL.onnx")
+    p.add_argument("inputs", nargs="+", help="image files, folders, globs")
+    p.add_argument("--out", help="results.csv or results.jsonl (default: CSV on stdout)")
+    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 
@@ -128,6 +185,14 @@ def _known_errors() -> tuple[type, ...]:
     from .data.readers import DatasetError
 
     errors: list[type] = [DatasetError, ImageDecodeError, FileNotFoundError, PermissionError]
+    if "lesionlens.runtime.metadata" in sys.modules:
+        from .runtime.metadata import MetadataError
+
+        errors.append(MetadataError)
+    if "lesionlens.export.exporter" in sys.modules:
+        from .export.exporter import ExportError
+
+        errors.append(ExportError)
     if "lesionlens.training.trainer" in sys.modules:
         from .training.rundir import RunError
         from .training.trainer import TrainingError

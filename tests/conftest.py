@@ -36,3 +36,31 @@ def synth_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth_small")
     generate(out, n=120, size=64, seed=3, artifact="ring", artifact_rate=0.8, progress=False)
     return out
+
+
+def write_random_run(run: Path, arch: str, size: int = 32, classes=("benign", "melanoma"), seed: int = 0) -> Path:
+    """A run directory around randomly initialised weights (for tests that need every
+    architecture but no training)."""
+    from lesionlens.training.rundir import random_run
+
+    return random_run(run, arch, size, classes, seed)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_small, tmp_path_factory) -> Path:
+    """A briefly trained efficientnet_b0_relu run (32 px) on synth_small."""
+    from lesionlens.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    return train(TrainConfig(data=str(synth_small / "metadata.csv"), arch="efficientnet_b0_relu", out=str(out),
+                             epochs=2, image_size=32, batch_size=16, progress=False, workers=0))
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory) -> Path:
+    """trained_run exported with every variant and a Triton repository."""
+    from lesionlens.export import ExportOptions, export_run
+
+    out = tmp_path_factory.mktemp("exported")
+    export_run(trained_run, out, ExportOptions(fp16=True, uint8_input=True, int8=True, triton_repo=out / "triton"))
+    return out

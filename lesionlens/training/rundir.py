@@ -64,5 +64,32 @@ def load_run(run: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str,
     return model.to(device).eval(), meta
 
 
+def save_run(run: Path, model: torch.nn.Module, arch: str, classes: list[str], spec: PreprocessSpec,
+             decision_threshold: float | None = None, positive_class: str | None = None, **extra: Any) -> Path:
+    """Write a minimal run directory (weights + model.json) around a model trained elsewhere,
+    so it can be exported, explained and served like one `lesionlens train` made."""
+    from .checkpoint import save_weights, write_json
+
+    run = Path(run)
+    sha = save_weights(model, run / MODEL_FILE)
+    write_json(run / META_FILE, {
+        "arch": arch, "classes": list(classes), "positive_class": positive_class,
+        "preprocessing": spec.to_dict(), "decision_threshold": decision_threshold,
+        "weights_file": MODEL_FILE, "weights_sha256": sha, "versions": versions(), **extra,
+    })
+    return run
+
+
+def random_run(run: Path, arch: str, size: int = 224, classes=("benign", "melanoma"), seed: int = 0) -> Path:
+    """A run around random weights, BatchNorm statistics warmed on noise so activations are
+    not trivial: for benchmarks and tests that need an architecture, not a trained model."""
+    torch.manual_seed(seed)
+    model = create_model(arch, len(classes)).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, size, size))
+    return save_run(run, model.eval(), arch, list(classes), PreprocessSpec(size=size), 0.5, classes[-1])
+
+
 def spec_of(meta: dict[str, Any]) -> PreprocessSpec:
     return PreprocessSpec.from_dict(meta["preprocessing"])
