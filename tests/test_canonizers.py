@@ -1,0 +1,112 @@
+"""The canonizers against the LRP contract: outputs unchanged, model restored exactly,
+relevance conserved, and the same heatmap as zennit's own canonizer on torchvision's ResNet50."""
+
+import pytest
+import torch
+from zennit.composites import EpsilonPlusFlat
+from zennit.core import Composite
+
+from lesionlens.explain.canonizers import canonizers_for
+from lesionlens.explain.lrp import default_composite, lrp_relevance
+from lesionlens.training import ARCHITECTURES, create_model
+
+SIZE = 64
+
+
+def _model(arch, seed=0, zero_shifts=False):
+    """Random weights with BatchNorm statistics from data and a classifier large enough that
+    logits (and activations) are not vanishing."""
+    torch.manual_seed(seed)
+    model = create_model(arch, 2)
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else model.classifier
+    torch.nn.init.normal_(classifier.weight, std=3 / classifier.in_features ** 0.5)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, SIZE, SIZE))
+    model.eval()
+    if zero_shifts:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.bias.zero_()
+                    module.running_mean.zero_()
+                elif isinstance(getattr(module, "bias", None), torch.Tensor):
+                    module.bias.zero_()
+    return model
+
+
+def _inputs(seed=1):
+    return torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 1.5
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_canonization_keeps_outputs_and_restores_the_model(arch):
+    model = _model(arch)
+    x = _inputs()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    inplace = [m.inplace for m in model.modules() if hasattr(m, "inplace")]
+    with torch.no_grad():
+        reference = model(x)
+    composite = Composite(canonizers=canonizers_for(model))
+    with composite.context(model) as canonized, torch.no_grad():
+        inside = canonized(x)
+    assert (inside - reference).abs().max() <= 1e-5 * reference.abs().max()
+    after = model.state_dict()
+    assert state.keys() == after.keys() and all(torch.equal(state[k], after[k]) for k in state)
+    assert inplace == [m.inplace for m in model.modules() if hasattr(m, "inplace")]
+    assert not any("canonizer" in name for name, _ in model.named_modules())
+    with torch.no_grad():
+        assert torch.equal(model(x), reference)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_relevance_is_conserved_with_biases_zeroed(arch):
+    model = _model(arch, zero_shifts=True)
+    x = _inputs()
+    targets = torch.tensor([0, 1])
+    logits, relevance = lrp_relevance(model, x, targets)
+    explained = logits[torch.arange(2), targets]
+    totals = relevance.sum((1, 2, 3))
+    assert explained.abs().min() > 1e-2  # a meaningful logit, not numerical noise
+    assert torch.allclose(totals, explained, rtol=1e-3, atol=0), (totals, explained)
+
+
+def test_conserved_on_briefly_trained_weights(trained_run):
+    from lesionlens.training import load_run
+
+    model, _ = load_run(trained_run)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.bias.zero_()
+                module.running_mean.zero_()
+            elif isinstance(getattr(module, "bias", None), torch.Tensor):
+                module.bias.zero_()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 1.5
+    logits, relevance = lrp_relevance(model, x, torch.tensor([1, 1]))
+    assert torch.allclose(relevance.sum((1, 2, 3)), logits[:, 1], rtol=1e-3, atol=1e-5)
+
+
+def test_matches_zennit_reference_canonizer_on_torchvision_resnet50():
+    import torchvision
+    from zennit.attribution import Gradient
+    from zennit.torchvision import ResNetCanonizer
+
+    timm_model = _model("resnet50", seed=4)
+    tv_model = torchvision.models.resnet50(num_classes=2).eval()
+    tv_model.load_state_dict(timm_model.state_dict(), strict=True)  # same parameter names
+    x = _inputs(5)
+    target = torch.tensor([1, 0])
+    _, ours = lrp_relevance(timm_model, x, target)
+    with Gradient(model=tv_model, composite=EpsilonPlusFlat(canonizers=[ResNetCanonizer()])) as attributor:
+        _, reference = attributor(x, lambda out: out * torch.nn.functional.one_hot(target, 2))
+    cosine = torch.nn.functional.cosine_similarity(ours.flatten(1), reference.flatten(1))
+    assert cosine.min() >= 0.9999, cosine
+    ratio = ours.sum((1, 2, 3)) / reference.sum((1, 2, 3))
+    assert ((ratio - 1).abs() <= 0.01).all(), ratio
+    # and the reason ours exist: zennit's torchvision canonizer does nothing to timm's blocks
+    with Gradient(model=timm_model, composite=EpsilonPlusFlat(canonizers=[ResNetCanonizer()])) as attributor:
+        logits, naive = attributor(x, lambda out: out * torch.nn.functional.one_hot(target, 2))
+    naive_ratio = naive.sum((1, 2, 3)) / logits[torch.arange(2), target]
+    assert ((naive_ratio - 1).abs() > 0.01).any(), naive_ratio
