@@ -99,6 +99,23 @@ def _cmd_predict(args) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def _cmd_explain(args) -> int:
+    from .explain.files import explain_file
+
+    png, summary = explain_file(Path(args.run), Path(args.image), args.method, args.target,
+                                Path(args.out) if args.out else None, args.concepts)
+    print(f"{args.method} heatmap for class {summary['target_label']!r} (predicted {summary['prediction']['label']!r}): "
+          f"{png} (+ {png.with_suffix('.json').name})")
+    return EXIT_OK
+
+
+def _cmd_serve(args) -> int:
+    from .explain.server import serve
+
+    serve(args.model, args.run, args.host, args.port, args.device)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .training.names import ARCHITECTURES
 
@@ -177,6 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("explain", help="heatmap for one image: lrp, crp, gradcam or attention")
+    p.add_argument("run")
+    p.add_argument("image")
+    p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention"])
+    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--concepts", type=int, default=8, help="CRP: how many top concepts")
+    p.add_argument("--out", help="overlay PNG path (default: IMAGE_STEM.METHOD.png beside the image)")
+    p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("serve", help="explanation sidecar (HTTP): heatmaps for flagged cases")
+    p.add_argument("--model", required=True, help="the ONNX model production runs (its weights_sha256 is checked)")
+    p.add_argument("--run", required=True, help="the run directory with the matching PyTorch weights")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 
@@ -189,6 +223,10 @@ def _known_errors() -> tuple[type, ...]:
         from .runtime.metadata import MetadataError
 
         errors.append(MetadataError)
+    if "lesionlens.explain.service" in sys.modules:
+        from .explain.service import HashMismatchError
+
+        errors.append(HashMismatchError)
     if "lesionlens.export.exporter" in sys.modules:
         from .export.exporter import ExportError
 

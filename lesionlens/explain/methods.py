@@ -1,0 +1,111 @@
+"""The four explanation methods behind one signature (captum's shape):
+method(model, images (B, 3, H, W), targets (B,), **options) -> heatmaps (B, H, W) + extras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .lrp import default_composite, lrp_relevance
+
+
+@dataclass
+class Concept:
+    """One CRP concept: a channel of a layer, its share of that layer's relevance, and the
+    input heatmap conditioned on it."""
+
+    layer: str
+    channel: int
+    relevance_share: float
+    heatmap: Optional[torch.Tensor] = None  # (H, W)
+
+
+@dataclass
+class MethodResult:
+    heatmaps: torch.Tensor  # (B, H, W), signed
+    concepts: list[list[Concept]] = field(default_factory=list)  # per image, CRP only
+    info: dict = field(default_factory=dict)
+
+
+def run_lrp(model, images, targets, composite=None, **_) -> MethodResult:
+    _, relevance = lrp_relevance(model, images, targets, composite)
+    return MethodResult(relevance.sum(1))
+
+
+def gradcam_layer(model: nn.Module) -> nn.Module:
+    """The last convolutional stage of each architecture."""
+    if hasattr(model, "backbone"):
+        return model.backbone.layer4
+    if hasattr(model, "layer4"):
+        return model.layer4
+    if hasattr(model, "conv_head"):
+        return model.bn2  # conv_head + BatchNormAct (ReLU): the last feature map
+    raise ValueError(f"no Grad-CAM layer known for {type(model).__name__}")
+
+
+def run_gradcam(model, images, targets, **_) -> MethodResult:
+    """captum's LayerGradCam, upsampled to the input. Plain autograd, so never inside a zennit
+    composite (its hooks change gradients)."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    cam = LayerGradCam(model, gradcam_layer(model))
+    with torch.enable_grad():
+        maps = cam.attribute(images.requires_grad_(), target=targets, relu_attributions=True)
+    upsampled = LayerAttribution.interpolate(maps.detach(), images.shape[-2:], interpolate_mode="bilinear")
+    return MethodResult(upsampled[:, 0])
+
+
+def run_attention(model, images, targets, **_) -> MethodResult:
+    """The gated-attention head's weights over the last feature map, upsampled to the input.
+    Independent of the target: the head attends once for all classes."""
+    if not hasattr(model, "forward_with_attention"):
+        raise ValueError("method 'attention' needs the attention_resnet50 architecture")
+    with torch.no_grad():
+        _, attention = model.forward_with_attention(images)
+    upsampled = nn.functional.interpolate(attention[:, None], images.shape[-2:], mode="bilinear", align_corners=False)
+    return MethodResult(upsampled[:, 0], info={"attention_grid": list(attention.shape[-2:])})
+
+
+def concept_layer(model: nn.Module) -> str:
+    """The default CRP layer: the last block's output (a residual Sum after canonization would
+    be ideal, but CRP records module outputs, so we take the block's final conv)."""
+    if hasattr(model, "backbone"):
+        return "backbone.layer4.2.conv3"
+    if hasattr(model, "layer4"):
+        return "layer4.2.conv3"
+    return "conv_head"
+
+
+def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Optional[str] = None, **_) -> MethodResult:
+    """zennit-crp with exclude_parallel=True (relevance through a shortcut is not credited to
+    a concept: the fix for "every channel gives the same heatmap") and our canonizers. Returns
+    the full LRP heatmap plus, per image, the top-`concepts` channels of `layer` with their
+    share of that layer's relevance and a conditional heatmap each."""
+    from . import crp_compat  # noqa: F401  (np.int for numpy 2)
+    from crp.attribution import CondAttribution
+    from crp.concepts import ChannelConcept
+
+    layer = layer or concept_layer(model)
+    composite = composite or default_composite(model)
+    attribution = CondAttribution(model, no_param_grad=True)
+    channel = ChannelConcept()
+    heatmaps, per_image = [], []
+    for image, target in zip(images, targets.tolist()):
+        x = image[None].clone().requires_grad_()
+        # crp starts relevance from the target logit's value by default, as our LRP does
+        full = attribution(x, [{"y": [target]}], composite, record_layer=[layer])
+        shares = channel.attribute(full.relevances[layer], abs_norm=True)[0]  # signed shares, sum |.| = 1
+        top = torch.argsort(shares.abs(), descending=True)[:concepts].tolist()
+        conditions = [{layer: [c], "y": [target]} for c in top]
+        conditional = attribution(image[None].repeat(len(top), 1, 1, 1).requires_grad_(), conditions, composite,
+                                  exclude_parallel=True)
+        heatmaps.append(full.heatmap[0])
+        per_image.append([Concept(layer, c, float(shares[c]), conditional.heatmap[i].detach())
+                          for i, c in enumerate(top)])
+    return MethodResult(torch.stack(heatmaps).detach(), per_image, info={"layer": layer})
+
+
+METHODS = {"lrp": run_lrp, "crp": run_crp, "gradcam": run_gradcam, "attention": run_attention}

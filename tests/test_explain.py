@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from lesionlens.explain import explain, explain_batch
+from lesionlens.training import ARCHITECTURES, load_run
+from lesionlens.training.rundir import random_run
+
+
+@pytest.fixture(scope="module")
+def random_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain_runs")
+    return {arch: load_run(random_run(root / arch, arch, size=64)) for arch in ARCHITECTURES}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("method", ["lrp", "crp", "gradcam", "attention"])
+def test_every_method_gives_a_heatmap_at_input_resolution(random_runs, arch, method):
+    model, meta = random_runs[arch]
+    x = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    if method == "attention" and arch != "attention_resnet50":
+        with pytest.raises(ValueError, match="attention_resnet50"):
+            explain(model, x, method=method)
+        return
+    e = explain(model, x, method=method, classes=meta["classes"], concepts=3)
+    assert e.heatmap.shape == (64, 64) and np.isfinite(e.heatmap).all()
+    assert e.method == method and e.target == e.prediction["index"]
+    assert abs(sum(e.prediction["probabilities"].values()) - 1) < 1e-5
+    if method == "crp":
+        assert len(e.concepts) == 3 and all(c.heatmap.shape == (64, 64) for c in e.concepts)
+    if method == "attention":
+        assert e.heatmap.min() >= 0  # softmax weights
+
+
+def test_explicit_targets_and_range_check(random_runs):
+    model, meta = random_runs["resnet50"]
+    x = torch.randn(2, 3, 64, 64)
+    a, b = explain_batch(model, x, [0, None], "lrp", meta["classes"])
+    assert a.target == 0 and b.target == b.prediction["index"]
+    with pytest.raises(ValueError, match="out of range"):
+        explain(model, x[0], target=2)
+    with pytest.raises(ValueError, match="unknown method"):
+        explain(model, x[0], method="shap")
+
+
+def _zero_shifts(model):
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.bias.zero_()
+                module.running_mean.zero_()
+            elif isinstance(getattr(module, "bias", None), torch.Tensor):
+                module.bias.zero_()
+
+
+def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
+    """exclude_parallel=True: a concept's conditional heatmap carries that channel's own
+    relevance, so over all channels of a layer they add up to the layer's total (biases
+    zeroed, so nothing is absorbed). Without it, relevance conditioned on one channel inside a
+    residual block also flows back through the shortcut: the leak behind "every CRP channel
+    gives the same heatmap" on ResNets."""
+    from crp.attribution import CondAttribution
+
+    from lesionlens.explain.lrp import default_composite
+
+    model, meta = load_run(trained_run)
+    _zero_shifts(model)
+    layer = "blocks.5.1.conv_pwl"  # inside an InvertedResidual with a skip connection
+    assert model.get_submodule("blocks.5.1").has_skip
+    channels = model.get_submodule(layer).out_channels
+    x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(1)) * 1.5
+    e = explain(model, x, target=1, method="crp", concepts=channels, layer=layer)
+    assert len(e.concepts) == channels
+    assert abs(sum(abs(c.relevance_share) for c in e.concepts) - 1) < 1e-4
+    attribution, composite = CondAttribution(model, no_param_grad=True), default_composite(model)
+    full = attribution(x[None].clone().requires_grad_(), [{"y": [1]}], composite, record_layer=[layer])
+    per_channel = full.relevances[layer][0].sum((1, 2))
+    layer_total = float(per_channel.sum())
+    concept_total = sum(float(c.heatmap.sum()) for c in e.concepts)
+    assert abs(concept_total - layer_total) <= 0.01 * abs(layer_total), (concept_total, layer_total)
+    top = e.concepts[0]
+    own = float(per_channel[top.channel])
+    assert abs(float(top.heatmap.sum()) - own) <= 0.01 * abs(own) + 1e-7
+    leaked = attribution(x[None].clone().requires_grad_(), [{layer: [top.channel], "y": [1]}], composite,
+                         exclude_parallel=False).heatmap.sum()
+    assert abs(float(leaked) - own) > 10 * abs(own)  # the shortcut's relevance leaks in
+
+
+def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path):
+    image = next((synth_small / "melanoma").glob("*.png"))
+    out = tmp_path / "h.png"
+    result = run_cli("explain", str(trained_run), str(image), "--method", "crp", "--concepts", "2",
+                     "--target", "melanoma", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["target_label"] == "melanoma" and len(data["concepts"]) == 2
+    assert all((tmp_path / c["heatmap_png"]).exists() for c in data["concepts"])
+    result = run_cli("explain", str(trained_run), str(image), "--method", "attention")
+    assert result.returncode == 2 and "attention_resnet50" in result.stderr and "Traceback" not in result.stderr
