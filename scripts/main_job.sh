@@ -2,7 +2,7 @@
 # The main job, end to end on built-in synthetic data:
 #   synthesise a training set and a separate held-out set, train a small model, evaluate it,
 #   export it to ONNX (validated against PyTorch), and predict the held-out images with the
-#   torch-free runtime.
+#   torch-free runtime, then write LRP and CRP heatmaps for the first flagged cases.
 # Everything lands in ${OUT:-out/} . ~5 minutes on a 2-core CPU after setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +19,19 @@ $LL evaluate "$OUT/run" --data "$OUT/synth-heldout" --out "$OUT/heldout-metrics.
 $LL export "$OUT/run" --out "$OUT/onnx" --uint8-input --int8
 # predict exits 1 when an input is unreadable; the synthetic set has none, so any failure is real
 $LL predict "$OUT/onnx/model.onnx" "$OUT/synth-heldout" --out "$OUT/predictions.csv" --quiet
+# heatmaps for the first flagged cases (LRP with the timm canonizers, and CRP concepts)
+.venv/bin/python - "$OUT" <<'PY'
+import csv, subprocess, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+rows = [r for r in csv.DictReader(open(out / "predictions.csv")) if r["flagged"] == "1"][:3]
+for r in rows:
+    stem = Path(r["path"]).stem
+    for method in ("lrp", "crp"):
+        subprocess.run([".venv/bin/lesionlens", "explain", str(out / "run"), r["path"], "--method", method,
+                        "--concepts", "4", "--out", str(out / "heatmaps" / f"{stem}.{method}.png")], check=True)
+print(f"{len(rows)} flagged case(s) explained in {out / 'heatmaps'}")
+PY
 echo "main job done: run in $OUT/run, held-out metrics in $OUT/heldout-metrics.json,"
-echo "  ONNX models in $OUT/onnx (validation.json), predictions in $OUT/predictions.csv"
+echo "  ONNX models in $OUT/onnx (validation.json), predictions in $OUT/predictions.csv,"
+echo "  heatmaps of flagged cases in $OUT/heatmaps"
