@@ -109,6 +109,22 @@ def _cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def _cmd_atlas(args) -> int:
+    from .explain.atlas import build_atlas
+
+    samples = None
+    if args.data:
+        from .data.readers import read_dataset, restrict_to_classes
+        from .training.rundir import read_metadata
+
+        classes = read_metadata(Path(args.run))["classes"]
+        samples = restrict_to_classes(read_dataset(Path(args.data), Path(args.image_root) if args.image_root else None),
+                                      classes).samples
+    folder = build_atlas(Path(args.run), samples, args.layer, args.max_images, args.batch_size)
+    print(f"concept atlas written to {folder}")
+    return EXIT_OK
+
+
 def _cmd_serve(args) -> int:
     from .explain.server import serve
 
@@ -204,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="overlay PNG path (default: IMAGE_STEM.METHOD.png beside the image)")
     p.set_defaults(func=_cmd_explain)
 
+    p = sub.add_parser("atlas", help="build the CRP concept atlas (relevance maximization) for a run")
+    p.add_argument("run")
+    p.add_argument("--data", help="images to search (default: the run's train + val splits)")
+    p.add_argument("--image-root")
+    p.add_argument("--layer", help="CRP layer (default: the last residual block's final conv)")
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=_cmd_atlas)
+
     p = sub.add_parser("serve", help="explanation sidecar (HTTP): heatmaps for flagged cases")
     p.add_argument("--model", required=True, help="the ONNX model production runs (its weights_sha256 is checked)")
     p.add_argument("--run", required=True, help="the run directory with the matching PyTorch weights")
@@ -223,6 +248,10 @@ def _known_errors() -> tuple[type, ...]:
         from .runtime.metadata import MetadataError
 
         errors.append(MetadataError)
+    if "lesionlens.explain.atlas" in sys.modules:
+        from .explain.atlas import AtlasError
+
+        errors.append(AtlasError)
     if "lesionlens.explain.service" in sys.modules:
         from .explain.service import HashMismatchError
 

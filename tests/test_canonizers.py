@@ -7,7 +7,7 @@ from zennit.composites import EpsilonPlusFlat
 from zennit.core import Composite
 
 from lesionlens.explain.canonizers import canonizers_for
-from lesionlens.explain.lrp import default_composite, lrp_relevance
+from lesionlens.explain.lrp import lrp_relevance
 from lesionlens.training import ARCHITECTURES, create_model
 
 SIZE = 64

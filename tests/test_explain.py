@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from lesionlens.data import decode_image, preprocess
 from lesionlens.explain import explain, explain_batch
 from lesionlens.training import ARCHITECTURES, load_run
 from lesionlens.training.rundir import random_run
@@ -62,6 +63,7 @@ def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     zeroed, so nothing is absorbed). Without it, relevance conditioned on one channel inside a
     residual block also flows back through the shortcut: the leak behind "every CRP channel
     gives the same heatmap" on ResNets."""
+    import lesionlens.explain.crp_compat  # noqa: F401  (before crp: np.int on numpy 2)
     from crp.attribution import CondAttribution
 
     from lesionlens.explain.lrp import default_composite
@@ -101,3 +103,33 @@ def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path)
     assert all((tmp_path / c["heatmap_png"]).exists() for c in data["concepts"])
     result = run_cli("explain", str(trained_run), str(image), "--method", "attention")
     assert result.returncode == 2 and "attention_resnet50" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_concept_atlas_is_built_once_cached_and_tied_to_the_weights(trained_run, tmp_path):
+    import shutil
+
+    from lesionlens.explain.atlas import AtlasError, ConceptAtlas, build_atlas
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("concept_atlas"))
+    with pytest.raises(AtlasError, match="lesionlens atlas"):
+        ConceptAtlas.open(run)
+    folder = build_atlas(run, max_images=24, batch_size=8)
+    index = json.loads((folder / "atlas.json").read_text())
+    assert index["layer"] == "conv_head" and len(index["images"]) == 24
+    atlas = ConceptAtlas.open(run)
+    model, _ = load_run(run)
+    first = torch.from_numpy(preprocess(decode_image(index["images"][0]), atlas.spec))
+    channel = explain(model, first, method="crp", concepts=1, layer="conv_head").concepts[0].channel
+    top = atlas.top_images(channel, 4)
+    assert 1 <= len(top) <= 4 and all(0 <= i < 24 for i in top)
+    patches = atlas.references(channel)
+    assert len(patches) == len(top) and all(p.shape == (64, 64, 3) and p.dtype == np.uint8 for p in patches)
+    cached = folder / "patches" / "conv_head" / f"{channel}.png"
+    assert cached.is_file()
+    assert all(np.array_equal(a, b) for a, b in zip(patches, atlas.references(channel)))
+    # other weights: the atlas is refused, not silently reused
+    meta = json.loads((run / "model.json").read_text())
+    meta["weights_sha256"] = "0" * 64
+    with pytest.raises(AtlasError, match="other weights"):
+        ConceptAtlas(run, model, meta)

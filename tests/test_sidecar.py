@@ -22,8 +22,11 @@ def _free_port():
 def server(exported, trained_run):
     import uvicorn
 
+    from lesionlens.explain.atlas import build_atlas
     from lesionlens.explain.server import create_app
 
+    if not (trained_run / "concept_atlas" / "atlas.json").exists():
+        build_atlas(trained_run, max_images=24, batch_size=8)
     service = ExplanationService(exported / "model.onnx", trained_run, device="cpu", max_upload_bytes=2_000_000)
     port = _free_port()
     config = uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
@@ -68,8 +71,11 @@ def test_health_then_lazy_load_then_explain(server, synth_small):
     assert body["target_label"] == "melanoma" and body["method"] == "crp" and len(body["concepts"]) == 3
     assert base64.b64decode(body["overlay_png_base64"])[:4] == b"\x89PNG"
     assert set(body["heatmap_stats"]) >= {"sum", "min", "max"}
+    refs = body["concepts"][0]["reference_patches_png_base64"]  # from the run's concept atlas
+    assert refs and base64.b64decode(refs)[:4] == b"\x89PNG"
     after = httpx.get(f"{url}/health").json()
     assert after["weights_loaded"] is True and after["cold_start_seconds"] > 0 and after["device"] == "cpu"
+    assert after["concept_atlas"] == "conv_head"
 
 
 @pytest.mark.parametrize("case,status,needle", [

@@ -40,7 +40,9 @@ def summary(explanation: Explanation) -> dict:
     }
 
 
-def write_explanation(explanation: Explanation, rgb: np.ndarray, out: Path) -> Path:
+def write_explanation(explanation: Explanation, rgb: np.ndarray, out: Path, atlas=None) -> Path:
+    """Overlay PNG + JSON; for CRP one overlay per concept, and its reference patches from the
+    concept atlas when the run has one."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png_bytes(overlay(rgb, explanation.heatmap)))
     data = summary(explanation)
@@ -48,6 +50,11 @@ def write_explanation(explanation: Explanation, rgb: np.ndarray, out: Path) -> P
         concept_png = out.with_name(f"{out.stem}.concept{k}-{concept.channel}.png")
         concept_png.write_bytes(png_bytes(overlay(rgb, concept.heatmap.cpu().numpy())))
         data["concepts"][k]["heatmap_png"] = concept_png.name
+        patches = atlas.references(concept.channel) if atlas is not None and concept.layer == atlas.layer else []
+        if patches:
+            refs_png = out.with_name(f"{out.stem}.concept{k}-{concept.channel}.references.png")
+            refs_png.write_bytes(png_bytes(np.hstack(patches)))
+            data["concepts"][k]["references_png"] = refs_png.name
     out.with_suffix(".json").write_text(json.dumps(data, indent=2))
     return out
 
@@ -61,5 +68,10 @@ def explain_file(run: Path, image: Path, method: str = "lrp", target=None, out: 
     options = {"concepts": concepts} if method == "crp" else {}
     explanation = explain(model, x, resolve_target(target, classes), method, classes, **options)
     out = out or image.with_name(f"{image.stem}.{method}.png")
-    write_explanation(explanation, resize_to_spec(rgb, spec), out)
+    atlas = None
+    if method == "crp":
+        from .service import open_atlas
+
+        atlas = open_atlas(run, model, meta)
+    write_explanation(explanation, resize_to_spec(rgb, spec), out, atlas)
     return out, summary(explanation)

@@ -34,6 +34,16 @@ class RequestError(ValueError):
     """A request the service cannot answer (bad image, unknown method, target out of range)."""
 
 
+def open_atlas(run: Path, model, meta: dict):
+    """The run's concept atlas, or None when there is none (or it is for other weights)."""
+    from .atlas import AtlasError, ConceptAtlas
+
+    try:
+        return ConceptAtlas(run, model, meta)
+    except AtlasError:
+        return None
+
+
 def onnx_metadata(model_path: Path) -> ModelMetadata:
     import onnx
 
@@ -74,6 +84,7 @@ class ExplanationService:
         self.device_name, self.max_batch, self.max_upload_bytes = device, max_batch, max_upload_bytes
         self.model = None
         self.composite = None
+        self.atlas = None
         self.cold_start_seconds: Optional[float] = None
         self._load_lock = threading.Lock()
         self._queue: "queue.Queue[_Job]" = queue.Queue()
@@ -95,16 +106,18 @@ class ExplanationService:
 
             device = "cuda" if self.device_name == "auto" and torch.cuda.is_available() else (
                 "cpu" if self.device_name == "auto" else self.device_name)
-            self.model, _ = load_run(self.run, device)
+            self.model, meta = load_run(self.run, device)
             self.device = device
             self.composite = default_composite(self.model)  # canonizers prepared once
+            self.atlas = open_atlas(self.run, self.model, meta)
             self.cold_start_seconds = round(time.perf_counter() - started, 3)
 
     def health(self) -> dict:
         return {"status": "ok", "weights_loaded": self.model is not None,
                 "device": getattr(self, "device", None) or "not loaded yet",
                 "cold_start_seconds": self.cold_start_seconds, "weights_sha256": self.weights_sha256,
-                "arch": self.metadata.arch, "classes": self.classes, "batches_run": self.batches_run}
+                "arch": self.metadata.arch, "classes": self.classes, "batches_run": self.batches_run,
+                "concept_atlas": None if self.atlas is None else self.atlas.layer}
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -181,5 +194,9 @@ class ExplanationService:
             for concept, entry in zip(explanation.concepts, result["concepts"]):
                 entry["overlay_png_base64"] = base64.b64encode(
                     png_bytes(overlay(sized, concept.heatmap.cpu().numpy()))).decode()
+                if self.atlas is not None and concept.layer == self.atlas.layer:
+                    patches = self.atlas.references(concept.channel)
+                    entry["reference_patches_png_base64"] = (
+                        base64.b64encode(png_bytes(np.hstack(patches))).decode() if patches else None)
             result["batch_size"] = len(batch)
             job.future.set_result(result)
