@@ -110,3 +110,28 @@ def test_matches_zennit_reference_canonizer_on_torchvision_resnet50():
         logits, naive = attributor(x, lambda out: out * torch.nn.functional.one_hot(target, 2))
     naive_ratio = naive.sum((1, 2, 3)) / logits[torch.arange(2), target]
     assert ((naive_ratio - 1).abs() > 0.01).any(), naive_ratio
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0_relu"])
+def test_nonnegative_zplus_equals_zennits_zplus_and_prepared_hooks_equal_per_call(arch):
+    import copy
+
+    from zennit.rules import ZPlus
+
+    from lesionlens.explain.lrp import LesionComposite
+
+    model = _model(arch)
+    x = _inputs()
+    targets = torch.tensor([1, 0])
+    _, ours = lrp_relevance(model, x, targets, LesionComposite(canonizers_for(model)))
+    _, reference = lrp_relevance(model, x, targets, LesionComposite(canonizers_for(model), zplus=ZPlus))
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
+    prepared = copy.deepcopy(model)
+    composite = LesionComposite(canonizers_for(prepared))
+    composite.register(prepared)
+    try:
+        for _ in range(2):  # hooks registered once serve repeated calls
+            _, again = lrp_relevance(prepared, x, targets, registered=True)
+            assert torch.allclose(again, ours, rtol=1e-5, atol=1e-6 * float(ours.abs().max()))
+    finally:
+        composite.remove()

@@ -13,18 +13,44 @@ from typing import Optional
 import torch
 from torch import nn
 from zennit.composites import LAYER_MAP_BASE, SpecialFirstLayerMapComposite
+from zennit.core import mod_params, stabilize
 from zennit.rules import Epsilon, Flat, ZPlus
 from zennit.types import Convolution, Linear
 
 from .canonizers import ConstantAttentionPool, canonizers_for
 
 
-class LesionComposite(SpecialFirstLayerMapComposite):
-    """EpsilonPlusFlat plus the epsilon rule for the constant-attention pooling."""
+class ZPlusNonNegative(ZPlus):
+    """zennit's ZPlus, minus work that contributes nothing: ZPlus evaluates the layer twice,
+    on the positive inputs with positive weights and on the negative inputs with negative
+    weights. Behind a ReLU every input is >= 0, so the second term is exactly zero (zero inputs,
+    zero bias); we skip it then and fall back to zennit's two-term rule otherwise. Same
+    relevance (tested against zennit's ZPlus), about a third less compute per convolution."""
 
-    def __init__(self, canonizers=None):
+    def backward(self, module, grad_input, grad_output):
+        original = self.stored_tensors["input"][0].detach()
+        if original.min() < 0:
+            return super().backward(module, grad_input, grad_output)
+        positive_params = self.param_modifiers[0]
+        inputs = original.requires_grad_()
+        with mod_params(module, positive_params, param_keys=self.param_keys, require_params=self.require_params) \
+                as modified, torch.autograd.enable_grad():
+            outputs = modified.forward(inputs)
+        gradient, = torch.autograd.grad(outputs, inputs, grad_outputs=grad_output[0] / stabilize(outputs))
+        relevance = inputs * gradient
+        return tuple(relevance if g.shape == relevance.shape else None for g in grad_input)
+
+    def copy(self):
+        return ZPlusNonNegative()
+
+
+class LesionComposite(SpecialFirstLayerMapComposite):
+    """EpsilonPlusFlat (with ZPlusNonNegative for its z+ rule) plus the epsilon rule for the
+    constant-attention pooling."""
+
+    def __init__(self, canonizers=None, zplus=ZPlusNonNegative):
         layer_map = [(ConstantAttentionPool, Epsilon())] + LAYER_MAP_BASE + [
-            (Convolution, ZPlus()),
+            (Convolution, zplus()),
             (torch.nn.Linear, Epsilon()),
         ]
         super().__init__(layer_map, [(Linear, Flat())], canonizers=canonizers)
@@ -34,22 +60,26 @@ def default_composite(model: nn.Module) -> LesionComposite:
     return LesionComposite(canonizers=canonizers_for(model))
 
 
-def lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
-                  composite=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (B, K), input relevance (B, 3, H, W)) for `targets` (default: the predicted
-    class). The model must be in eval mode; it is restored when this returns."""
-    from zennit.attribution import Gradient
-
-    composite = composite or default_composite(model)
-    with Gradient(model=model, composite=composite) as attributor:
+def _relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor]):
+    x = images.detach().clone().requires_grad_()
+    with torch.enable_grad():
+        logits = model(x)
         if targets is None:
-            with torch.no_grad():
-                targets = model(images).argmax(1)
-        targets = targets.to(images.device)
-
-        def start(logits):
-            # relevance = the target logit's value, zero elsewhere
-            return logits * nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
-
-        logits, relevance = attributor(images, start)
+            targets = logits.argmax(1)
+        # relevance starts as the target logit's value, zero elsewhere
+        start = logits * nn.functional.one_hot(targets.to(logits.device), logits.shape[1]).to(logits.dtype)
+        relevance, = torch.autograd.grad(logits, x, grad_outputs=start.detach())
     return logits.detach(), relevance.detach()
+
+
+def lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
+                  composite=None, registered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, K), input relevance (B, 3, H, W)) for `targets` (default: the predicted
+    class), model in eval mode. The composite is registered for this call and the model
+    restored afterwards, unless `registered=True` says the caller keeps it registered on this
+    model (the sidecar does, on its own copy: canonizers and hooks prepared once)."""
+    if registered:
+        return _relevance(model, images, targets)
+    composite = composite or default_composite(model)
+    with composite.context(model) as hooked:
+        return _relevance(hooked, images, targets)

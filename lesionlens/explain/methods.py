@@ -30,8 +30,8 @@ class MethodResult:
     info: dict = field(default_factory=dict)
 
 
-def run_lrp(model, images, targets, composite=None, **_) -> MethodResult:
-    _, relevance = lrp_relevance(model, images, targets, composite)
+def run_lrp(model, images, targets, composite=None, registered: bool = False, **_) -> MethodResult:
+    _, relevance = lrp_relevance(model, images, targets, composite, registered)
     return MethodResult(relevance.sum(1))
 
 
@@ -79,7 +79,8 @@ def concept_layer(model: nn.Module) -> str:
     return "conv_head"
 
 
-def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Optional[str] = None, **_) -> MethodResult:
+def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Optional[str] = None,
+            registered: bool = False, **_) -> MethodResult:
     """zennit-crp with exclude_parallel=True (relevance through a shortcut is not credited to
     a concept: the fix for "every channel gives the same heatmap") and our canonizers. Returns
     the full LRP heatmap plus, per image, the top-`concepts` channels of `layer` with their
@@ -89,7 +90,8 @@ def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Op
     from crp.concepts import ChannelConcept
 
     layer = layer or concept_layer(model)
-    composite = composite or default_composite(model)
+    # registered: the caller keeps the composite on this model already; crp must not add it twice
+    composite = None if registered else (composite or default_composite(model))
     attribution = CondAttribution(model, no_param_grad=True)
     channel = ChannelConcept()
     heatmaps, per_image = [], []

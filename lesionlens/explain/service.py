@@ -83,6 +83,7 @@ class ExplanationService:
         self.spec = self.metadata.preprocessing
         self.device_name, self.max_batch, self.max_upload_bytes = device, max_batch, max_upload_bytes
         self.model = None
+        self.lrp_model = None
         self.composite = None
         self.atlas = None
         self.cold_start_seconds: Optional[float] = None
@@ -106,9 +107,16 @@ class ExplanationService:
 
             device = "cuda" if self.device_name == "auto" and torch.cuda.is_available() else (
                 "cpu" if self.device_name == "auto" else self.device_name)
+            import copy
+
             self.model, meta = load_run(self.run, device)
             self.device = device
-            self.composite = default_composite(self.model)  # canonizers prepared once
+            # LRP and CRP run on a copy that stays canonized with its rule hooks registered:
+            # canonizers and hooks are prepared once, not per request. Grad-CAM and attention
+            # need plain gradients, so they use the untouched model.
+            self.lrp_model = copy.deepcopy(self.model)
+            self.composite = default_composite(self.lrp_model)
+            self.composite.register(self.lrp_model)
             self.atlas = open_atlas(self.run, self.model, meta)
             self.cold_start_seconds = round(time.perf_counter() - started, 3)
 
@@ -182,10 +190,12 @@ class ExplanationService:
         self._ensure_loaded()
         x = torch.from_numpy(np.stack([preprocess(job.rgb, self.spec) for job in batch]))
         targets = [job.target for job in batch]  # None: explain the predicted class
-        options = {"composite": self.composite} if batch[0].method in ("lrp", "crp") else {}
-        if batch[0].method == "crp":
+        method = batch[0].method
+        model = self.lrp_model if method in ("lrp", "crp") else self.model
+        options = {"registered": True} if method in ("lrp", "crp") else {}
+        if method == "crp":
             options["concepts"] = batch[0].concepts
-        explanations = explain_batch(self.model, x, targets, batch[0].method, self.classes, **options)
+        explanations = explain_batch(model, x, targets, method, self.classes, **options)
         self.batches_run += 1
         for job, explanation in zip(batch, explanations):
             sized = resize_to_spec(job.rgb, self.spec)

@@ -85,6 +85,9 @@ def random_run(run: Path, arch: str, size: int = 224, classes=("benign", "melano
     not trivial: for benchmarks and tests that need an architecture, not a trained model."""
     torch.manual_seed(seed)
     model = create_model(arch, len(classes)).train()
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else model.classifier
+    # logits of order 1, as in a trained model (the training init keeps them tiny on purpose)
+    torch.nn.init.normal_(classifier.weight, std=classifier.in_features ** -0.5)
     with torch.no_grad():
         for _ in range(3):
             model(torch.randn(8, 3, size, size))
