@@ -165,3 +165,13 @@ def test_flag_policy_positive_and_uncertain():
     probs = np.array([[0.9, 0.1], [0.65, 0.35], [0.55, 0.45], [0.2, 0.8]])
     assert policy.reasons(probs) == ["", "positive", "positive+uncertain", "positive"]
     assert FlagPolicy(None, None, None, 0.5).reasons(np.array([[0.4, 0.35, 0.25], [0.8, 0.1, 0.1]])) == ["uncertain", ""]
+
+
+def test_predict_command_never_imports_torch(exported, synth_small):
+    image = next((synth_small / "benign").glob("*.png"))
+    result = run_python(
+        "import sys; from lesionlens.cli import main; "
+        f"rc = main(['predict', {str(exported / 'model.onnx')!r}, {str(image)!r}, '--quiet']); "
+        "assert rc == 0, rc; assert 'torch' not in sys.modules and 'timm' not in sys.modules; print('clean')"
+    )
+    assert result.returncode == 0 and "clean" in result.stdout, result.stderr
