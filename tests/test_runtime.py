@@ -120,6 +120,7 @@ def test_predict_cli_one_row_per_input_with_error_rows(exported, tmp_path):
     folder = tmp_path / "inbox"
     folder.mkdir()
     good, bad = _bad_and_odd_inputs(folder)
+    write_png(folder / "_masks" / "mask.png", random_rgb(9, 20, 20))  # skipped, like the dataset reader
     missing = str(tmp_path / "missing.png")
     out = tmp_path / "results.csv"
     result = run_cli("predict", str(exported / "model.onnx"), str(folder), missing, "--out", str(out), "--quiet")

@@ -16,14 +16,17 @@ from .classifier import Classifier, Prediction
 
 
 def expand_inputs(args: Sequence[str]) -> list[str]:
-    """Folders give their image files (recursively, sorted); globs are expanded here too (for
+    """Folders give their image files (recursively, sorted; like the dataset reader, subfolders
+    starting with "_" or "." are skipped: masks, caches); globs are expanded here too (for
     quoted patterns and shells that do not); anything else is kept as given, so a missing path
     becomes an error row instead of vanishing."""
     out: list[str] = []
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            out.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            out.extend(str(p) for p in sorted(path.rglob("*"))
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                       and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts[:-1]))
         elif not path.exists() and glob.has_magic(arg):
             matches = [m for m in sorted(glob.glob(arg, recursive=True)) if Path(m).is_file()]
             out.extend(matches or [arg])
