@@ -61,11 +61,14 @@ def test_canonization_keeps_outputs_and_restores_the_model(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_relevance_is_conserved_with_biases_zeroed(arch):
+@pytest.mark.parametrize("engine", ["zennit", "fast"])
+def test_relevance_is_conserved_with_biases_zeroed(arch, engine):
+    from lesionlens.explain.fast_lrp import fast_lrp_relevance
+
     model = _model(arch, zero_shifts=True)
     x = _inputs()
     targets = torch.tensor([0, 1])
-    logits, relevance = lrp_relevance(model, x, targets)
+    logits, relevance = (lrp_relevance if engine == "zennit" else fast_lrp_relevance)(model, x, targets)
     explained = logits[torch.arange(2), targets]
     totals = relevance.sum((1, 2, 3))
     assert explained.abs().min() > 1e-2  # a meaningful logit, not numerical noise
@@ -129,6 +132,19 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
     assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
     cosine = torch.nn.functional.cosine_similarity(ours.flatten(1), reference.flatten(1))
     assert cosine.min() >= 0.9999
+    # the hook-free engine gives the same relevance, and restores the model on exit
+    from lesionlens.explain.fast_lrp import fast_lrp, fast_lrp_relevance
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    _, fast = fast_lrp_relevance(model, x, targets)
+    assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
+    assert torch.nn.functional.cosine_similarity(fast.flatten(1), reference.flatten(1)).min() >= 0.9999
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert not any("forward" in vars(m) or "_lrp_params" in vars(m) for m in model.modules())
+    with fast_lrp(copy.deepcopy(model)) as held:
+        for _ in range(2):
+            _, again = fast_lrp_relevance(held, x, targets, prepared=True)
+            assert torch.allclose(again, fast)
     prepared = copy.deepcopy(model)
     composite = LesionComposite(canonizers_for(prepared))
     composite.register(prepared)

@@ -30,9 +30,20 @@ class MethodResult:
     info: dict = field(default_factory=dict)
 
 
-def run_lrp(model, images, targets, composite=None, registered: bool = False, **_) -> MethodResult:
-    _, relevance = lrp_relevance(model, images, targets, composite, registered)
-    return MethodResult(relevance.sum(1))
+def run_lrp(model, images, targets, composite=None, registered: bool = False, engine: str = "fast",
+            **_) -> MethodResult:
+    """engine "fast": our hook-free implementation of the composite's rules (fast_lrp.py);
+    "zennit": zennit's hooks, the reference (tested to give the same heatmaps). registered:
+    the model is already prepared for that engine (the sidecar's long-lived copies)."""
+    if engine == "fast" and composite is None:
+        from .fast_lrp import fast_lrp_relevance
+
+        _, relevance = fast_lrp_relevance(model, images, targets, prepared=registered)
+    elif engine in ("fast", "zennit"):
+        _, relevance = lrp_relevance(model, images, targets, composite, registered)
+    else:
+        raise ValueError(f"unknown LRP engine {engine!r}: use fast or zennit")
+    return MethodResult(relevance.sum(1), info={"engine": engine if composite is None else "zennit"})
 
 
 def gradcam_layer(model: nn.Module) -> nn.Module:

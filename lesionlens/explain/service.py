@@ -84,6 +84,7 @@ class ExplanationService:
         self.device_name, self.max_batch, self.max_upload_bytes = device, max_batch, max_upload_bytes
         self.model = None
         self.lrp_model = None
+        self.crp_model = None
         self.composite = None
         self.atlas = None
         self.cold_start_seconds: Optional[float] = None
@@ -111,12 +112,17 @@ class ExplanationService:
 
             self.model, meta = load_run(self.run, device)
             self.device = device
-            # LRP and CRP run on a copy that stays canonized with its rule hooks registered:
-            # canonizers and hooks are prepared once, not per request. Grad-CAM and attention
-            # need plain gradients, so they use the untouched model.
-            self.lrp_model = copy.deepcopy(self.model)
-            self.composite = default_composite(self.lrp_model)
-            self.composite.register(self.lrp_model)
+            # Prepared once, not per request: LRP runs on a copy held canonized with the fast
+            # rules in place, CRP on a copy with zennit's composite registered (crp masks
+            # relevance through zennit's hooks). Grad-CAM and attention need plain gradients,
+            # so they use the untouched model.
+            from .fast_lrp import fast_lrp
+
+            self._fast_context = fast_lrp(copy.deepcopy(self.model))
+            self.lrp_model = self._fast_context.__enter__()
+            self.crp_model = copy.deepcopy(self.model)
+            self.composite = default_composite(self.crp_model)
+            self.composite.register(self.crp_model)
             self.atlas = open_atlas(self.run, self.model, meta)
             self.cold_start_seconds = round(time.perf_counter() - started, 3)
 
@@ -191,7 +197,7 @@ class ExplanationService:
         x = torch.from_numpy(np.stack([preprocess(job.rgb, self.spec) for job in batch]))
         targets = [job.target for job in batch]  # None: explain the predicted class
         method = batch[0].method
-        model = self.lrp_model if method in ("lrp", "crp") else self.model
+        model = {"lrp": self.lrp_model, "crp": self.crp_model}.get(method, self.model)
         options = {"registered": True} if method in ("lrp", "crp") else {}
         if method == "crp":
             options["concepts"] = batch[0].concepts
