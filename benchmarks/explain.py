@@ -5,8 +5,9 @@
 Prints, at batch 1 (latency) and per image at --batch:
   gradient (input only)      torch.autograd.grad of the target logits w.r.t. the input
   gradient (+ parameters)    forward + backward as in training: loss.backward() (weight grads too)
-  LRP (prepared)             our composite registered once on a copy (as the sidecar does)
-  LRP (per call)             composite registered and removed around every call
+  LRP fast (prepared)        the hook-free engine (fast_lrp.py), held on a copy as the sidecar does
+  LRP fast (per call)        the same, canonized and patched around every call
+  LRP zennit (prepared)      our zennit composite registered once on a copy (the CRP engine)
   LRP (stock zennit, prep.)  the straightforward zennit rules (two-term ZPlus, Pass hooks on
                              every ReLU), prepared the same way: what our exact shortcuts save
   CRP, --concepts heatmaps   zennit-crp conditional heatmaps of the top concepts (batch 1 only)
@@ -51,8 +52,12 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
         model, _ = load_run(random_run(Path(tmp) / "run", arch, size=size), str(device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     composite = default_composite(model)
+    from lesionlens.explain.fast_lrp import fast_lrp, fast_lrp_relevance
+
     prepared, stock = copy.deepcopy(model), copy.deepcopy(model)
     default_composite(prepared).register(prepared)
+    fast_context = fast_lrp(copy.deepcopy(model))
+    fast = fast_context.__enter__()
     LesionComposite(canonizers_for(stock), zplus=ZPlus, hook_relus=True).register(stock)
     rows: dict[tuple[str, int], float] = {}
     # zennit keeps every hooked layer's input for the backward pass: at 224 px a batch of 32
@@ -74,8 +79,10 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
 
         rows[("gradient (input only)", b)] = median_ms(grad_input, n, sync)
         rows[("gradient (+ parameters)", b)] = median_ms(grad_all, n, sync)
-        rows[("LRP (prepared)", b)] = median_ms(lambda: lrp_relevance(prepared, x, target, registered=True), n, sync)
-        rows[("LRP (per call)", b)] = median_ms(lambda: lrp_relevance(model, x, target, composite), n, sync)
+        rows[("LRP fast (prepared)", b)] = median_ms(lambda: fast_lrp_relevance(fast, x, target, prepared=True), n, sync)
+        rows[("LRP fast (per call)", b)] = median_ms(lambda: fast_lrp_relevance(model, x, target), n, sync)
+        gc.collect()
+        rows[("LRP zennit (prepared)", b)] = median_ms(lambda: lrp_relevance(prepared, x, target, registered=True), n, sync)
         gc.collect()
         if b == 1:
             rows[("LRP (stock zennit, prepared)", b)] = median_ms(
@@ -83,12 +90,13 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
         if b == 1:
             rows[(f"CRP, {concepts} concept heatmaps", b)] = median_ms(
                 lambda: run_crp(prepared, x, target, concepts=concepts, registered=True), max(2, n // 2), sync)
-    # identical heatmaps: ours (prepared) vs the straightforward zennit computation
+    # identical heatmaps: the fast engine vs the straightforward zennit computation
     x = torch.randn(2, 3, size, size, device=device)
     zero = torch.zeros(2, dtype=torch.long, device=device)
-    _, a = lrp_relevance(prepared, x, zero, registered=True)
+    _, a = fast_lrp_relevance(fast, x, zero, prepared=True)
     _, b_ = lrp_relevance(stock, x, zero, registered=True)
     cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b_.flatten(1)).min().item()
+    fast_context.__exit__(None, None, None)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{arch} @ {size}px, {name}")
     for b in (1, batch):
@@ -98,7 +106,7 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
                 continue
             per = f"{ms:9.1f} ms" if b == 1 else f"{ms / b:9.2f} ms/img"
             print(f"  batch {b:3d}  {label:30s} {per}   x{ms / g_in:4.2f} input-gradient   x{ms / g_all:4.2f} full gradient")
-    print(f"  heatmap cosine, ours (prepared) vs straightforward zennit: {cosine:.6f}")
+    print(f"  heatmap cosine, fast engine vs straightforward zennit: {cosine:.6f}")
 
 
 def main() -> None:

@@ -95,6 +95,36 @@ class _EpsilonLinear(torch.autograd.Function):
         return x * ((relevance / stabilize(y)) @ ctx.linear.weight), None
 
 
+class _SumRule(torch.autograd.Function):
+    """zennit's Sum (over the last, stacked dimension) with the norm rule, in closed form."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.sum(-1)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, relevance):
+        x, y = ctx.saved_tensors
+        return x * (relevance / stabilize(y)).unsqueeze(-1)
+
+
+class _GlobalAvgPoolRule(torch.autograd.Function):
+    """Adaptive average pooling to 1x1 with the norm rule, in closed form."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.mean((2, 3), keepdim=True)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, relevance):
+        x, y = ctx.saved_tensors
+        return x * (relevance / stabilize(y)) / (x.shape[2] * x.shape[3])
+
+
 class _NormRule(torch.autograd.Function):
     """R_in = x * d(f)/dx [R / f(x)] for a parameter-free f (Sum, average pool, constant
     attention): the layer is cheap, so its own autograd gives the gradient."""
@@ -128,13 +158,30 @@ def _patch(model: nn.Module) -> list[nn.Module]:
         elif isinstance(module, nn.Linear):
             first = False
             module.forward = (lambda m: (lambda x: _EpsilonLinear.apply(x, m)))(module)
+        elif isinstance(module, Sum) and module.dim == -1:
+            module.forward = _SumRule.apply
+        elif isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1)):
+            module.forward = _GlobalAvgPoolRule.apply
         elif isinstance(module, (Sum, ConstantAttentionPool, nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
             plain = type(module).forward.__get__(module)
             module.forward = (lambda f: (lambda x: _NormRule.apply(x, f)))(plain)
+        elif isinstance(module, nn.BatchNorm2d) and _is_identity(module):
+            # merged into its convolution: skip the (identity) arithmetic, keep a fused activation
+            act = getattr(module, "act", None)
+            module.forward = (lambda a: (lambda x: a(x)))(act) if act is not None else (lambda x: x)
         else:
             continue
         patched.append(module)
     return patched
+
+
+def _is_identity(bn: nn.BatchNorm2d) -> bool:
+    """A BatchNorm the canonizer merged away: mean 0, variance 1 - eps, weight 1, bias 0
+    (and no dropout inside timm's BatchNormAct2d, whose `drop` is Identity in eval)."""
+    drop = getattr(bn, "drop", None)
+    return (not bn.training and bn.running_mean is not None and not bn.running_mean.any()
+            and torch.all(bn.running_var == 1 - bn.eps) and torch.all(bn.weight == 1) and not bn.bias.any()
+            and (drop is None or isinstance(drop, nn.Identity)))
 
 
 @contextlib.contextmanager
