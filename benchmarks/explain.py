@@ -51,7 +51,6 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = load_run(random_run(Path(tmp) / "run", arch, size=size), str(device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    composite = default_composite(model)
     from lesionlens.explain.fast_lrp import fast_lrp, fast_lrp_relevance
 
     prepared, stock = copy.deepcopy(model), copy.deepcopy(model)
