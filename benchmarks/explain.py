@@ -18,24 +18,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-
-
-def median_ms(fn, iters: int, sync) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+from timing import median_ms
 
 
 def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, concepts: int) -> None:

@@ -16,28 +16,14 @@ Random weights (their values do not change the speed). Medians of --iters runs a
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_ms
 
 from lesionlens.data.preprocess import PreprocessSpec, normalize
-
-
-def median_ms(fn, iters: int, sync=lambda: None) -> float:
-    fn()
-    fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def export_variants(arch: str, size: int, folder: Path, int8: bool, fp16: bool) -> tuple[torch.nn.Module, Path]:

@@ -38,6 +38,19 @@ def synth_small(tmp_path_factory) -> Path:
     return out
 
 
+def zero_biases(model) -> None:
+    """Zero every bias and BatchNorm shift, so LRP rules absorb no relevance (conservation tests)."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.bias.zero_()
+                module.running_mean.zero_()
+            elif isinstance(getattr(module, "bias", None), torch.Tensor):
+                module.bias.zero_()
+
+
 def write_random_run(run: Path, arch: str, size: int = 32, classes=("benign", "melanoma"), seed: int = 0) -> Path:
     """A run directory around randomly initialised weights (for tests that need every
     architecture but no training)."""

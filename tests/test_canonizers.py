@@ -6,6 +6,7 @@ import torch
 from zennit.composites import EpsilonPlusFlat
 from zennit.core import Composite
 
+from conftest import zero_biases
 from lesionlens.explain.canonizers import canonizers_for
 from lesionlens.explain.lrp import lrp_relevance
 from lesionlens.training import ARCHITECTURES, create_model
@@ -26,13 +27,7 @@ def _model(arch, seed=0, zero_shifts=False):
             model(torch.randn(8, 3, SIZE, SIZE))
     model.eval()
     if zero_shifts:
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                    module.bias.zero_()
-                    module.running_mean.zero_()
-                elif isinstance(getattr(module, "bias", None), torch.Tensor):
-                    module.bias.zero_()
+        zero_biases(model)
     return model
 
 
@@ -79,13 +74,7 @@ def test_conserved_on_briefly_trained_weights(trained_run):
     from lesionlens.training import load_run
 
     model, _ = load_run(trained_run)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.bias.zero_()
-                module.running_mean.zero_()
-            elif isinstance(getattr(module, "bias", None), torch.Tensor):
-                module.bias.zero_()
+    zero_biases(model)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 1.5
     logits, relevance = lrp_relevance(model, x, torch.tensor([1, 1]))
     assert torch.allclose(relevance.sum((1, 2, 3)), logits[:, 1], rtol=1e-3, atol=1e-5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, zero_biases
 from lesionlens.data import decode_image, preprocess
 from lesionlens.explain import explain, explain_batch
 from lesionlens.training import ARCHITECTURES, load_run
@@ -47,16 +47,6 @@ def test_explicit_targets_and_range_check(random_runs):
         explain(model, x[0], method="shap")
 
 
-def _zero_shifts(model):
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.bias.zero_()
-                module.running_mean.zero_()
-            elif isinstance(getattr(module, "bias", None), torch.Tensor):
-                module.bias.zero_()
-
-
 def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     """exclude_parallel=True: a concept's conditional heatmap carries that channel's own
     relevance, so over all channels of a layer they add up to the layer's total (biases
@@ -69,7 +59,7 @@ def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     from lesionlens.explain.lrp import default_composite
 
     model, meta = load_run(trained_run)
-    _zero_shifts(model)
+    zero_biases(model)
     layer = "blocks.5.1.conv_pwl"  # inside an InvertedResidual with a skip connection
     assert model.get_submodule("blocks.5.1").has_skip
     channels = model.get_submodule(layer).out_channels
