@@ -3,7 +3,7 @@
 #   synthesise a training set and a separate held-out set, train a small model, evaluate it,
 #   export it to ONNX (validated against PyTorch), and predict the held-out images with the
 #   torch-free runtime, then write LRP and CRP heatmaps for the first flagged cases.
-# Everything lands in ${OUT:-out/} . ~5 minutes on a 2-core CPU after setup.
+# Everything lands in ${OUT:-out/} . ~4 minutes on a 2-core CPU after setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
