@@ -97,33 +97,33 @@ class ExplanationService:
     # ---- lazy model -------------------------------------------------------------------------
 
     def _ensure_loaded(self) -> None:
+        import copy
+
+        import torch
+
+        from ..training.rundir import load_run
+        from .fast_lrp import fast_lrp
+        from .lrp import default_composite
+
         with self._load_lock:
             if self.model is not None:
                 return
             started = time.perf_counter()
-            import torch
-
-            from ..training.rundir import load_run
-            from .lrp import default_composite
-
             device = "cuda" if self.device_name == "auto" and torch.cuda.is_available() else (
                 "cpu" if self.device_name == "auto" else self.device_name)
-            import copy
-
-            self.model, meta = load_run(self.run, device)
-            self.device = device
+            model, meta = load_run(self.run, device)
             # Prepared once, not per request: LRP runs on a copy held canonized with the fast
             # rules in place, CRP on a copy with zennit's composite registered (crp masks
             # relevance through zennit's hooks). Grad-CAM and attention need plain gradients,
             # so they use the untouched model.
-            from .fast_lrp import fast_lrp
-
-            self._fast_context = fast_lrp(copy.deepcopy(self.model))
+            self._fast_context = fast_lrp(copy.deepcopy(model))
             self.lrp_model = self._fast_context.__enter__()
-            self.crp_model = copy.deepcopy(self.model)
+            self.crp_model = copy.deepcopy(model)
             self.composite = default_composite(self.crp_model)
             self.composite.register(self.crp_model)
-            self.atlas = open_atlas(self.run, self.model, meta)
+            self.atlas = open_atlas(self.run, model, meta)
+            self.device = device
+            self.model = model  # last: /health reports weights_loaded only when all is ready
             self.cold_start_seconds = round(time.perf_counter() - started, 3)
 
     def health(self) -> dict:
