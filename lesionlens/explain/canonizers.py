@@ -96,27 +96,24 @@ class TimmBottleneckCanonizer(AttributeCanonizer):
         shortcut = x
         x = self.act1(self.bn1(self.conv1(x)))
         x = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(x)))))
-        x = self.bn3(self.conv3(x))
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        return self.act3(self.canonizer_sum(torch.stack([shortcut, x], dim=-1)))
+        return TimmBottleneckCanonizer.residual(self, self.bn3(self.conv3(x)), shortcut, self.act3)
 
     @staticmethod
     def forward_basic(self, x):
         shortcut = x
         x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
-        x = self.bn2(self.conv2(x))
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        return self.act2(self.canonizer_sum(torch.stack([shortcut, x], dim=-1)))
+        return TimmBottleneckCanonizer.residual(self, self.bn2(self.conv2(x)), shortcut, self.act2)
+
+    @staticmethod
+    def residual(block, x, shortcut, act):
+        """The common tail of both blocks: optional SE and drop-path, the shortcut, the Sum."""
+        if block.se is not None:
+            x = block.se(x)
+        if block.drop_path is not None:
+            x = block.drop_path(x)
+        if block.downsample is not None:
+            shortcut = block.downsample(shortcut)
+        return act(block.canonizer_sum(torch.stack([shortcut, x], dim=-1)))
 
 
 def constant_gate(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:

@@ -131,8 +131,7 @@ class Classifier:
 
     # ---- images ---------------------------------------------------------------------------
 
-    def _prepare_safe(self, item: tuple[int, ImageInput]):
-        index, image = item
+    def _prepare_safe(self, image: ImageInput):
         try:
             return self.prepare(image), None
         except ImageDecodeError as exc:
@@ -151,7 +150,7 @@ class Classifier:
         with ThreadPoolExecutor(self._decode_workers) as pool:
             for start in range(0, len(images), size):
                 chunk = images[start : start + size]
-                prepared = list(pool.map(self._prepare_safe, enumerate(chunk, start)))
+                prepared = list(pool.map(self._prepare_safe, chunk))
                 good = [i for i, (arr, _) in enumerate(prepared) if arr is not None]
                 probs = np.zeros((0, len(self.classes)), np.float32)
                 if good:
