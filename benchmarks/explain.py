@@ -10,7 +10,8 @@ Prints, at batch 1 (latency) and per image at --batch:
   LRP zennit (prepared)      our zennit composite registered once on a copy (the CRP engine)
   LRP (stock zennit, prep.)  the straightforward zennit rules (two-term ZPlus, Pass hooks on
                              every ReLU), prepared the same way: what our exact shortcuts save
-  CRP, --concepts heatmaps   zennit-crp conditional heatmaps of the top concepts (batch 1 only)
+  CRP fast / zennit-crp      conditional heatmaps of the top --concepts channels (batch 1 only):
+                             fast_crp.py's batched pass vs zennit-crp's CondAttribution
 with LRP's ratio to both gradients. Random weights (values do not change the speed).
 """
 
@@ -74,14 +75,27 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
             rows[("LRP (stock zennit, prepared)", b)] = median_ms(
                 lambda: lrp_relevance(stock, x, target, registered=True), n, sync)
         if b == 1:
-            rows[(f"CRP, {concepts} concept heatmaps", b)] = median_ms(
-                lambda: run_crp(prepared, x, target, concepts=concepts, registered=True), max(2, n // 2), sync)
+            rows[(f"CRP fast, {concepts} concepts", b)] = median_ms(
+                lambda: run_crp(fast, x, target, concepts=concepts, registered=True), n, sync)
+            gc.collect()
+            rows[(f"CRP zennit-crp, {concepts} concepts", b)] = median_ms(
+                lambda: run_crp(prepared, x, target, concepts=concepts, registered=True, engine="zennit"),
+                max(2, n // 2), sync)
     # identical heatmaps: the fast engine vs the straightforward zennit computation
     x = torch.randn(2, 3, size, size, device=device)
     zero = torch.zeros(2, dtype=torch.long, device=device)
     _, a = fast_lrp_relevance(fast, x, zero, prepared=True)
     _, b_ = lrp_relevance(stock, x, zero, registered=True)
     cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b_.flatten(1)).min().item()
+    # and CRP: the batched fast pass vs zennit-crp, on the same concepts of one image
+    crp_fast = run_crp(fast, x[:1], zero[:1], concepts=concepts, registered=True)
+    crp_ref = run_crp(prepared, x[:1], zero[:1], concepts=concepts, registered=True, engine="zennit")
+    same_channels = [c.channel for c in crp_fast.concepts[0]] == [c.channel for c in crp_ref.concepts[0]]
+    # scaled first: cosine_similarity clamps norms below 1e-8, and with random weights some
+    # conditional heatmaps are that small in total
+    crp_cosine = min(torch.nn.functional.cosine_similarity(p.heatmap.flatten() / q.heatmap.abs().max(),
+                                                           q.heatmap.flatten() / q.heatmap.abs().max(), 0).item()
+                     for p, q in zip(crp_fast.concepts[0], crp_ref.concepts[0]) if q.heatmap.abs().max() > 0)
     fast_context.__exit__(None, None, None)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{arch} @ {size}px, {name}")
@@ -93,6 +107,7 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
             per = f"{ms:9.1f} ms" if b == 1 else f"{ms / b:9.2f} ms/img"
             print(f"  batch {b:3d}  {label:30s} {per}   x{ms / g_in:4.2f} input-gradient   x{ms / g_all:4.2f} full gradient")
     print(f"  heatmap cosine, fast engine vs straightforward zennit: {cosine:.6f}")
+    print(f"  CRP fast vs zennit-crp: same channels {same_channels}, min conditional-heatmap cosine {crp_cosine:.6f}")
 
 
 def main() -> None:

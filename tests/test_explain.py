@@ -81,6 +81,40 @@ def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     assert abs(float(leaked) - own) > 10 * abs(own)  # the shortcut's relevance leaks in
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_fast_crp_equals_zennit_crp(random_runs, arch):
+    """The batched CRP on the fast engine against zennit-crp's CondAttribution (exclude_parallel)
+    with our composite: the same top channels, shares and conditional heatmaps."""
+    import copy
+
+    from lesionlens.explain.methods import run_crp
+
+    model = copy.deepcopy(random_runs[arch][0])
+    # timm zero-initialises each residual block's last BatchNorm scale, which would leave every
+    # concept of the default layer (the last block's conv3) without relevance: randomise them
+    generator = torch.Generator().manual_seed(3)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.weight.data = torch.rand(module.weight.shape, generator=generator) + 0.5
+            module.bias.data = torch.randn(module.bias.shape, generator=generator) * 0.1
+    x = torch.randn(2, 3, 64, 64, generator=generator) * 1.5
+    targets = torch.tensor([0, 1])
+    fast = run_crp(model, x, targets, concepts=6)
+    reference = run_crp(model, x, targets, concepts=6, engine="zennit")
+    assert fast.info["engine"] == "fast" and reference.info["engine"] == "zennit"
+    cosine = torch.nn.functional.cosine_similarity
+    assert cosine(fast.heatmaps.flatten(1), reference.heatmaps.flatten(1)).min() >= 0.9999
+    for ours, theirs in zip(fast.concepts, reference.concepts):
+        assert [c.channel for c in ours] == [c.channel for c in theirs]
+        assert all(abs(a.relevance_share - b.relevance_share) < 1e-5 for a, b in zip(ours, theirs))
+        assert any(abs(c.relevance_share) > 1e-3 for c in theirs)  # not a degenerate all-zero case
+        b = torch.stack([c.heatmap for c in theirs]).flatten(1)
+        scale = b.abs().amax(1, keepdim=True)  # cosine_similarity clamps norms below 1e-8
+        a = torch.stack([c.heatmap for c in ours]).flatten(1)
+        assert cosine(a / scale, b / scale).min() >= 0.9999
+        assert torch.allclose(a.sum(1), b.sum(1), rtol=1e-3, atol=1e-6 * float(b.abs().max()))
+
+
 def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path):
     image = next((synth_small / "melanoma").glob("*.png"))
     out = tmp_path / "h.png"

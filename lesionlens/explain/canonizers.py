@@ -183,8 +183,9 @@ class ConstantAttentionPool(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         b, c, h, w = features.shape
         tokens = features.flatten(2).transpose(1, 2)
+        # no `last_attention` side effect here: the fast LRP engine re-evaluates this module
+        # inside torch.func transforms, whose tensors must not leak into module state
         weights = self.pool.attention(tokens.detach()).detach()
-        self.pool.last_attention = weights.reshape(b, h, w)
         return torch.bmm(weights.unsqueeze(1), tokens).squeeze(1)
 
 

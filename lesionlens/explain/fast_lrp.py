@@ -33,23 +33,36 @@ def _conv_args(conv: nn.Conv2d) -> dict:
     return dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
 
 
-class _ZPlusConv(torch.autograd.Function):
+class _Rule(torch.autograd.Function):
+    """Base for the rules: the forward/setup_context split and generate_vmap_rule let
+    torch.func vmap the backward, so CRP pushes all its concept relevances down in one batched
+    pass (functorch has batching rules for the transposed convolutions; the legacy vmap behind
+    `autograd.grad(is_grads_batched=True)` loops over them one by one)."""
+
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, conv):
-        ctx.conv = conv
+    def setup_context(ctx, inputs, output):
+        x, layer = inputs
+        ctx.layer = layer
         ctx.save_for_backward(x)
+
+
+class _ZPlusConv(_Rule):
+    @staticmethod
+    def forward(x, conv):
         return conv._conv_forward(x, conv.weight, conv.bias)
 
     @staticmethod
     def backward(ctx, relevance):
         (x,) = ctx.saved_tensors
-        conv, args = ctx.conv, _conv_args(ctx.conv)
+        conv, args = ctx.layer, _conv_args(ctx.layer)
         w_pos, b_pos, w_neg = _positive_params(conv)
         if bool(x.min() >= 0):
             # behind a ReLU: the negative-input term is exactly zero, and z+ >= 0, where
             # zennit's stabilize(z) is simply z + 1e-6 (fewer passes over big tensors)
-            s = relevance / conv._conv_forward(x, w_pos, b_pos).add_(EPSILON)
-            return conv2d_input(x.shape, w_pos, s, **args).mul_(x), None
+            s = relevance / (conv._conv_forward(x, w_pos, b_pos) + EPSILON)
+            return conv2d_input(x.shape, w_pos, s, **args) * x, None
         x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
         z = conv._conv_forward(x_pos, w_pos, b_pos) + conv._conv_forward(x_neg, w_neg, None)
         s = relevance / stabilize(z)
@@ -67,42 +80,48 @@ def _positive_params(conv: nn.Conv2d):
     return cached
 
 
-class _FlatConv(torch.autograd.Function):
+class _FlatConv(_Rule):
     @staticmethod
-    def forward(ctx, x, conv):
-        ctx.conv, ctx.shape = conv, x.shape
+    def forward(x, conv):
         return conv._conv_forward(x, conv.weight, conv.bias)
 
     @staticmethod
     def backward(ctx, relevance):
-        conv = ctx.conv
+        (x,) = ctx.saved_tensors
+        conv = ctx.layer
         ones = torch.ones_like(conv.weight)
-        z = conv._conv_forward(torch.ones(ctx.shape, dtype=relevance.dtype, device=relevance.device), ones, None)
-        return conv2d_input(ctx.shape, ones, relevance / stabilize(z), **_conv_args(conv)), None
+        z = conv._conv_forward(torch.ones_like(x), ones, None)
+        return conv2d_input(x.shape, ones, relevance / stabilize(z), **_conv_args(conv)), None
 
 
-class _EpsilonLinear(torch.autograd.Function):
+class _EpsilonLinear(_Rule):
     @staticmethod
-    def forward(ctx, x, linear):
-        y = nn.functional.linear(x, linear.weight, linear.bias)
-        ctx.linear = linear
-        ctx.save_for_backward(x, y)
-        return y
+    def forward(x, linear):
+        return nn.functional.linear(x, linear.weight, linear.bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.layer = inputs[1]
+        ctx.save_for_backward(inputs[0], output)
 
     @staticmethod
     def backward(ctx, relevance):
         x, y = ctx.saved_tensors
-        return x * ((relevance / stabilize(y)) @ ctx.linear.weight), None
+        return x * ((relevance / stabilize(y)) @ ctx.layer.weight), None
 
 
 class _SumRule(torch.autograd.Function):
     """zennit's Sum (over the last, stacked dimension) with the norm rule, in closed form."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x):
-        y = x.sum(-1)
-        ctx.save_for_backward(x, y)
-        return y
+    def forward(x):
+        return x.sum(-1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], output)
 
     @staticmethod
     def backward(ctx, relevance):
@@ -110,14 +129,12 @@ class _SumRule(torch.autograd.Function):
         return x * (relevance / stabilize(y)).unsqueeze(-1)
 
 
-class _GlobalAvgPoolRule(torch.autograd.Function):
+class _GlobalAvgPoolRule(_SumRule):
     """Adaptive average pooling to 1x1 with the norm rule, in closed form."""
 
     @staticmethod
-    def forward(ctx, x):
-        y = x.mean((2, 3), keepdim=True)
-        ctx.save_for_backward(x, y)
-        return y
+    def forward(x):
+        return x.mean((2, 3), keepdim=True)
 
     @staticmethod
     def backward(ctx, relevance):
@@ -125,23 +142,20 @@ class _GlobalAvgPoolRule(torch.autograd.Function):
         return x * (relevance / stabilize(y)) / (x.shape[2] * x.shape[3])
 
 
-class _NormRule(torch.autograd.Function):
+class _NormRule(_Rule):
     """R_in = x * d(f)/dx [R / f(x)] for a parameter-free f (Sum, average pool, constant
-    attention): the layer is cheap, so its own autograd gives the gradient."""
+    attention): the layer is cheap, so its own vector-Jacobian product gives the gradient
+    (torch.func's, which also composes with the batched CRP pass)."""
 
     @staticmethod
-    def forward(ctx, x, fn):
-        ctx.fn = fn
-        ctx.save_for_backward(x)
+    def forward(x, fn):
         return fn(x)
 
     @staticmethod
     def backward(ctx, relevance):
         (x,) = ctx.saved_tensors
-        with torch.enable_grad():
-            xi = x.detach().requires_grad_()
-            y = ctx.fn(xi)
-            (gradient,) = torch.autograd.grad(y, xi, relevance / stabilize(y.detach()))
+        y, pullback = torch.func.vjp(ctx.layer, x.detach())
+        (gradient,) = pullback(relevance / stabilize(y))
         return x * gradient, None
 
 

@@ -91,16 +91,33 @@ def concept_layer(model: nn.Module) -> str:
 
 
 def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Optional[str] = None,
-            registered: bool = False, **_) -> MethodResult:
-    """zennit-crp with exclude_parallel=True (relevance through a shortcut is not credited to
-    a concept: the fix for "every channel gives the same heatmap") and our canonizers. Returns
+            registered: bool = False, engine: str = "fast", **_) -> MethodResult:
+    """CRP with exclude_parallel semantics (relevance through a shortcut is not credited to a
+    concept: the fix for "every channel gives the same heatmap") and our canonizers. Returns
     the full LRP heatmap plus, per image, the top-`concepts` channels of `layer` with their
-    share of that layer's relevance and a conditional heatmap each."""
+    share of that layer's relevance and a conditional heatmap each.
+
+    engine "fast": all concepts of an image in one batched pass on the fast LRP engine
+    (fast_crp.py); "zennit": zennit-crp's CondAttribution, the reference (tested to agree).
+    registered: the model is already prepared for that engine (the sidecar's copies)."""
+    layer = layer or concept_layer(model)
+    if engine == "fast" and composite is None:
+        from .fast_crp import concept_relevance
+
+        result = concept_relevance(model, images, targets, layer, concepts, prepared=registered)
+        per_image = [[Concept(layer, int(c), float(result.shares[i, c]), result.conditional[i, j])
+                      for j, c in enumerate(result.channels[i].tolist())] for i in range(len(images))]
+        return MethodResult(result.heatmaps, per_image, info={"layer": layer, "engine": "fast"})
+    if engine not in ("fast", "zennit"):
+        raise ValueError(f"unknown CRP engine {engine!r}: use fast or zennit")
+    return _run_zennit_crp(model, images, targets, composite, concepts, layer, registered)
+
+
+def _run_zennit_crp(model, images, targets, composite, concepts: int, layer: str, registered: bool) -> MethodResult:
     from . import crp_compat  # noqa: F401  (np.int for numpy 2)
     from crp.attribution import CondAttribution
     from crp.concepts import ChannelConcept
 
-    layer = layer or concept_layer(model)
     # registered: the caller keeps the composite on this model already; crp must not add it twice
     composite = None if registered else (composite or default_composite(model))
     attribution = CondAttribution(model, no_param_grad=True)
@@ -118,7 +135,7 @@ def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Op
         heatmaps.append(full.heatmap[0])
         per_image.append([Concept(layer, c, float(shares[c]), conditional.heatmap[i].detach())
                           for i, c in enumerate(top)])
-    return MethodResult(torch.stack(heatmaps).detach(), per_image, info={"layer": layer})
+    return MethodResult(torch.stack(heatmaps).detach(), per_image, info={"layer": layer, "engine": "zennit"})
 
 
 METHODS = {"lrp": run_lrp, "crp": run_crp, "gradcam": run_gradcam, "attention": run_attention}

@@ -83,9 +83,7 @@ class ExplanationService:
         self.spec = self.metadata.preprocessing
         self.device_name, self.max_batch, self.max_upload_bytes = device, max_batch, max_upload_bytes
         self.model = None
-        self.lrp_model = None
-        self.crp_model = None
-        self.composite = None
+        self.lrp_model = None  # the fast-LRP copy, for lrp and crp
         self.atlas = None
         self.cold_start_seconds: Optional[float] = None
         self._load_lock = threading.Lock()
@@ -103,7 +101,6 @@ class ExplanationService:
 
         from ..training.rundir import load_run
         from .fast_lrp import fast_lrp
-        from .lrp import default_composite
 
         with self._load_lock:
             if self.model is not None:
@@ -112,15 +109,11 @@ class ExplanationService:
             device = "cuda" if self.device_name == "auto" and torch.cuda.is_available() else (
                 "cpu" if self.device_name == "auto" else self.device_name)
             model, meta = load_run(self.run, device)
-            # Prepared once, not per request: LRP runs on a copy held canonized with the fast
-            # rules in place, CRP on a copy with zennit's composite registered (crp masks
-            # relevance through zennit's hooks). Grad-CAM and attention need plain gradients,
-            # so they use the untouched model.
+            # Prepared once, not per request: LRP and CRP run on a copy held canonized with the
+            # fast rules in place. Grad-CAM and attention need plain gradients, so they use the
+            # untouched model.
             self._fast_context = fast_lrp(copy.deepcopy(model))
             self.lrp_model = self._fast_context.__enter__()
-            self.crp_model = copy.deepcopy(model)
-            self.composite = default_composite(self.crp_model)
-            self.composite.register(self.crp_model)
             self.atlas = open_atlas(self.run, model, meta)
             self.device = device
             self.model = model  # last: /health reports weights_loaded only when all is ready
@@ -197,7 +190,7 @@ class ExplanationService:
         x = torch.from_numpy(np.stack([preprocess(job.rgb, self.spec) for job in batch]))
         targets = [job.target for job in batch]  # None: explain the predicted class
         method = batch[0].method
-        model = {"lrp": self.lrp_model, "crp": self.crp_model}.get(method, self.model)
+        model = self.lrp_model if method in ("lrp", "crp") else self.model
         options = {"registered": True} if method in ("lrp", "crp") else {}
         if method == "crp":
             options["concepts"] = batch[0].concepts

@@ -89,6 +89,11 @@ def random_run(run: Path, arch: str, size: int = 224, classes=("benign", "melano
     # logits of order 1, as in a trained model (the training init keeps them tiny on purpose)
     torch.nn.init.normal_(classifier.weight, std=classifier.in_features ** -0.5)
     with torch.no_grad():
+        # timm zero-initialises each residual block's last BatchNorm scale (a training trick);
+        # left at zero, every residual branch is cut and e.g. CRP's default layer gets no relevance
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d) and not module.weight.any():
+                module.weight.fill_(1.0)
         for _ in range(3):
             model(torch.randn(8, 3, size, size))
     return save_run(run, model.eval(), arch, list(classes), PreprocessSpec(size=size), 0.5, classes[-1])

@@ -1,0 +1,112 @@
+"""CRP's conditional heatmaps on the fast LRP engine, all concepts of an image in one pass.
+
+zennit-crp (`CondAttribution`, exclude_parallel=True) computes a concept's heatmap as: LRP
+relevance at the concept layer's output, masked to that channel, pushed from that layer
+(never from the logits, so nothing reaches the input around it through a shortcut) down to
+the input. Asked for k concepts it repeats the image k times and runs k forward + LRP passes
+through zennit's hooks. The lower part of that computation is linear in the masked relevance
+and the forward is the same for every concept, so here:
+
+1. one forward + LRP backward (the fast engine) gives the full heatmap and the relevance at
+   the concept layer, hence the channel shares and the top-k channels;
+2. one more forward up to the concept layer only, under `torch.func.vjp`, and its pullback
+   vmapped over the k masked relevances: every z+ denominator is computed once per image and
+   each concept costs only the transposed convolutions.
+
+Same numbers as zennit-crp with our composite (tested: same channels, cosine >= 0.9999).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .fast_lrp import fast_lrp
+
+
+@dataclass
+class ConceptRelevance:
+    logits: torch.Tensor  # (B, K)
+    heatmaps: torch.Tensor  # (B, H, W): the full LRP heatmap
+    shares: torch.Tensor  # (B, C): each channel's share of the layer's relevance, sum |.| = 1
+    channels: torch.Tensor  # (B, k): the top-k channels by |share|
+    conditional: torch.Tensor  # (B, k, H, W): one heatmap per top channel
+
+
+class _ReachedLayer(Exception):
+    """Raised by a forward hook to stop the forward at the concept layer (nothing above it
+    is needed for the conditional heatmaps)."""
+
+
+def _capture(module: nn.Module, stop: bool):
+    captured = {}
+
+    def hook(_module, _inputs, output):
+        captured["output"] = output
+        if stop:
+            raise _ReachedLayer
+
+    return captured, module.register_forward_hook(hook)
+
+
+def channel_shares(layer_relevance: torch.Tensor) -> torch.Tensor:
+    """crp's ChannelConcept.attribute(abs_norm=True): per-channel relevance over |total|."""
+    per_channel = layer_relevance.flatten(2).sum(-1)
+    return per_channel / (per_channel.abs().sum(-1, keepdim=True) + 1e-10)
+
+
+def _layer_forward(model: nn.Module, layer: nn.Module):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        captured, handle = _capture(layer, stop=True)
+        try:
+            model(x)
+        except _ReachedLayer:
+            pass
+        finally:
+            handle.remove()
+        return captured["output"]
+
+    return forward
+
+
+def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer_name: str,
+                       concepts: int) -> ConceptRelevance:
+    layer = model.get_submodule(layer_name)
+    x = images.detach().clone().requires_grad_()
+    captured, handle = _capture(layer, stop=False)
+    try:
+        with torch.enable_grad():
+            logits = model(x)
+            if targets is None:
+                targets = logits.argmax(1)
+            start = logits * nn.functional.one_hot(targets.to(logits.device), logits.shape[1]).to(logits.dtype)
+            layer_relevance, relevance = torch.autograd.grad(logits, [captured["output"], x], start.detach())
+    finally:
+        handle.remove()
+    shares = channel_shares(layer_relevance)
+    top = torch.argsort(shares.abs(), dim=1, descending=True)[:, :concepts]
+    conditional = []
+    for i in range(len(images)):
+        k = top.shape[1]
+        # one mask per concept: the layer's relevance in that channel, zero elsewhere
+        masks = torch.zeros((k, 1) + layer_relevance.shape[1:], dtype=layer_relevance.dtype,
+                            device=layer_relevance.device)
+        masks[torch.arange(k), 0, top[i]] = layer_relevance[i, top[i]]
+        _, pullback = torch.func.vjp(_layer_forward(model, layer), images[i:i + 1].detach())
+        (per_concept,) = torch.func.vmap(pullback)(masks)  # (k, 1, 3, H, W)
+        conditional.append(per_concept[:, 0].sum(1))
+    return ConceptRelevance(logits.detach(), relevance.detach().sum(1), shares.detach(), top,
+                            torch.stack(conditional).detach())
+
+
+def concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer: str,
+                      concepts: int, prepared: bool = False) -> ConceptRelevance:
+    """The full heatmap and the top-`concepts` channels of `layer` with a conditional heatmap
+    each, per image. `prepared=True`: the caller holds `model` inside `fast_lrp` already."""
+    if prepared:
+        return _concept_relevance(model, images, targets, layer, concepts)
+    with fast_lrp(model) as patched:
+        return _concept_relevance(patched, images, targets, layer, concepts)
