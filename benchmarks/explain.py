@@ -7,9 +7,11 @@ Prints, at batch 1 (latency) and per image at --batch:
   gradient (+ parameters)    forward + backward as in training: loss.backward() (weight grads too)
   LRP fast (prepared)        the hook-free engine (fast_lrp.py), held on a copy as the sidecar does
   LRP fast (per call)        the same, canonized and patched around every call
-  LRP zennit (prepared)      our zennit composite registered once on a copy (the CRP engine)
+  LRP zennit (prepared)      our zennit composite registered once on a copy (the reference)
   LRP (stock zennit, prep.)  the straightforward zennit rules (two-term ZPlus, Pass hooks on
                              every ReLU), prepared the same way: what our exact shortcuts save
+  explain(), lrp (prepared)  the whole explain_batch call on the prepared copy (prediction from
+                             the LRP pass's own forward), as the sidecar runs it (batch 1 only)
   CRP fast / zennit-crp      conditional heatmaps of the top --concepts channels (batch 1 only):
                              fast_crp.py's batched pass vs zennit-crp's CondAttribution
 with LRP's ratio to both gradients. Random weights (values do not change the speed).
@@ -31,6 +33,7 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
 
     from zennit.rules import ZPlus
 
+    from lesionlens.explain import explain_batch
     from lesionlens.explain.canonizers import canonizers_for
     from lesionlens.explain.lrp import LesionComposite, default_composite, lrp_relevance
     from lesionlens.explain.methods import run_crp
@@ -75,6 +78,9 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
             rows[("LRP (stock zennit, prepared)", b)] = median_ms(
                 lambda: lrp_relevance(stock, x, target, registered=True), n, sync)
         if b == 1:
+            # what the sidecar runs per request: prediction and heatmap from one forward
+            rows[("explain(), lrp (prepared)", b)] = median_ms(
+                lambda: explain_batch(fast, x, None, "lrp", registered=True), n, sync)
             rows[(f"CRP fast, {concepts} concepts", b)] = median_ms(
                 lambda: run_crp(fast, x, target, concepts=concepts, registered=True), n, sync)
             gc.collect()

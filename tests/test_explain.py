@@ -43,6 +43,31 @@ def test_explicit_targets_and_range_check(random_runs):
     assert a.target == 0 and b.target == b.prediction["index"]
     with pytest.raises(ValueError, match="out of range"):
         explain(model, x[0], target=2)
+    with pytest.raises(ValueError, match="out of range"):
+        explain(model, x[0], target=2, classes=meta["classes"])
+    with pytest.raises(ValueError, match="out of range"):
+        explain(model, x[0], target=-1)  # -1 is the internal "predicted" marker, not a class
+
+
+@pytest.mark.parametrize("method", ["lrp", "crp", "attention"])
+def test_the_prediction_comes_from_the_methods_own_forward(random_runs, method):
+    """No separate forward just for the prediction: each method runs the full model once (CRP
+    adds, per image, a pass that stops at its concept layer, below the head); and the reported
+    probabilities are the model's own."""
+    model, meta = random_runs["attention_resnet50"]
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    heads = []
+    handle = model.pool.register_forward_pre_hook(lambda *_: heads.append(1))
+    try:
+        explanations = explain_batch(model, x, [None, 0], method, meta["classes"], concepts=2)
+    finally:
+        handle.remove()
+    assert len(heads) == 1
+    with torch.no_grad():
+        probs = torch.softmax(model(x), 1)
+    for e, p in zip(explanations, probs):
+        assert np.allclose(list(e.prediction["probabilities"].values()), p.numpy(), atol=1e-5)
+    assert explanations[0].target == int(probs[0].argmax()) and explanations[1].target == 0
     with pytest.raises(ValueError, match="unknown method"):
         explain(model, x[0], method="shap")
 

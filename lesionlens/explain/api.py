@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .methods import METHODS, Concept
+from .targets import PREDICTED
 
 
 @dataclass
@@ -48,16 +49,17 @@ def explain_batch(model: torch.nn.Module, images, targets: Optional[Sequence[int
     model.eval()
     device = next(model.parameters()).device
     x = _as_batch(images).to(device)
-    with torch.no_grad():
-        probs = torch.softmax(model(x), 1)
-    num_classes = probs.shape[1]
-    classes = list(classes) if classes else [str(i) for i in range(num_classes)]
-    predicted = probs.argmax(1)
-    chosen = predicted if targets is None else torch.as_tensor(
-        [int(predicted[i]) if t is None else int(t) for i, t in enumerate(targets)], device=device)
-    if ((chosen < 0) | (chosen >= num_classes)).any():
-        raise ValueError(f"target out of range: the model has {num_classes} classes ({classes})")
-    result = METHODS[method](model, x, chosen, **options)
+    for t in targets or []:
+        if t is not None and (int(t) < 0 or (classes and int(t) >= len(classes))):
+            known = f"{len(classes)} classes ({list(classes)})" if classes else "class indices from 0"
+            raise ValueError(f"target out of range: {int(t)}; the model has {known}")
+    wanted = None if targets is None else torch.as_tensor(
+        [PREDICTED if t is None else int(t) for t in targets], dtype=torch.long, device=device)
+    # the method's own forward gives the prediction too (no separate forward)
+    result = METHODS[method](model, x, wanted, **options)
+    probs = torch.softmax(result.logits.float(), 1)
+    chosen = result.targets
+    classes = list(classes) if classes else [str(i) for i in range(probs.shape[1])]
     explanations = []
     for i in range(len(x)):
         p = probs[i].cpu().numpy()

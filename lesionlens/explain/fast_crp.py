@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .fast_lrp import fast_lrp
+from .targets import resolve_targets, start_relevance
 
 
 @dataclass
@@ -80,10 +81,8 @@ def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional
     try:
         with torch.enable_grad():
             logits = model(x)
-            if targets is None:
-                targets = logits.argmax(1)
-            start = logits * nn.functional.one_hot(targets.to(logits.device), logits.shape[1]).to(logits.dtype)
-            layer_relevance, relevance = torch.autograd.grad(logits, [captured["output"], x], start.detach())
+            start = start_relevance(logits, resolve_targets(logits, targets))
+            layer_relevance, relevance = torch.autograd.grad(logits, [captured["output"], x], start)
     finally:
         handle.remove()
     shares = channel_shares(layer_relevance)

@@ -9,8 +9,9 @@ BatchNorms, constant gates, constant attention), and `lesionlens.explain.lrp` wi
 the reference: the tests require the same heatmaps (cosine >= 0.9999).
 
 Rules, as in LesionComposite: Flat for the first layer, z+ for the other convolutions, epsilon
-for dense layers and the constant-attention pooling, norm for Sums and average pools; ReLU,
-max-pooling and the merged (identity) BatchNorms are left to autograd.
+for dense layers and the constant-attention pooling, norm for Sums and average pools; ReLUs
+pass relevance unchanged (see _ReLUPass), max-pooling is left to autograd and the merged
+(identity) BatchNorms are skipped.
 """
 
 from __future__ import annotations
@@ -54,28 +55,43 @@ class _ZPlusConv(_Rule):
         return conv._conv_forward(x, conv.weight, conv.bias)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, conv = inputs
+        ctx.layer = conv
+        # behind a ReLU (inputs >= 0) z+ needs only the input; otherwise also the output
+        ctx.signed = bool(x.min() < 0)
+        ctx.save_for_backward(*((x, output) if ctx.signed else (x,)))
+
+    @staticmethod
     def backward(ctx, relevance):
-        (x,) = ctx.saved_tensors
         conv, args = ctx.layer, _conv_args(ctx.layer)
-        w_pos, b_pos, w_neg = _positive_params(conv)
-        if bool(x.min() >= 0):
-            # behind a ReLU: the negative-input term is exactly zero, and z+ >= 0, where
-            # zennit's stabilize(z) is simply z + 1e-6 (fewer passes over big tensors)
-            s = relevance / (conv._conv_forward(x, w_pos, b_pos) + EPSILON)
-            return conv2d_input(x.shape, w_pos, s, **args) * x, None
+        w_pos, b_pos, w_neg, w_abs = _positive_params(conv)
+        if not ctx.signed:
+            (x,) = ctx.saved_tensors
+            # the negative-input term is exactly zero, and z+ >= 0, where zennit's
+            # stabilize(z) is simply z + 1e-6 (fewer passes over big tensors)
+            s = relevance / conv._conv_forward(x, w_pos, b_pos).add_(EPSILON)
+            return conv2d_input(x.shape, w_pos, s, **args).mul_(x), None
+        x, y = ctx.saved_tensors
+        # z = W+ x+ + W- x- + b+ without its two convolutions: W+ x+ + W- x- = (Wx + |W||x|) / 2
+        # (expand W = W+ + W-, x = x+ + x-), and Wx is the forward's output minus the bias.
+        # Both terms are >= 0, so zennit's stabilize(z) is z + 1e-6 here too.
+        wx = y if conv.bias is None else y - conv.bias.view(1, -1, 1, 1)
+        z = conv._conv_forward(x.abs(), w_abs, None).add_(wx).mul_(0.5)
+        if b_pos is not None:
+            z += b_pos.view(1, -1, 1, 1)
+        s = relevance / z.add_(EPSILON)
         x_pos, x_neg = x.clamp(min=0), x.clamp(max=0)
-        z = conv._conv_forward(x_pos, w_pos, b_pos) + conv._conv_forward(x_neg, w_neg, None)
-        s = relevance / stabilize(z)
-        return x_pos * conv2d_input(x.shape, w_pos, s, **args) + x_neg * conv2d_input(x.shape, w_neg, s, **args), None
+        return conv2d_input(x.shape, w_pos, s, **args).mul_(x_pos) + conv2d_input(x.shape, w_neg, s, **args).mul_(x_neg), None
 
 
 def _positive_params(conv: nn.Conv2d):
-    """(W+, b+, W-) computed once per patched convolution, not per backward."""
+    """(W+, b+, W-, |W|) computed once per patched convolution, not per backward."""
     cached = conv.__dict__.get("_lrp_params")
     if cached is None:
-        bias = conv.bias.clamp(min=0) if conv.bias is not None else None
-        cached = (conv.weight.detach().clamp(min=0), None if bias is None else bias.detach(),
-                  conv.weight.detach().clamp(max=0))
+        weight = conv.weight.detach()
+        bias = None if conv.bias is None else conv.bias.detach().clamp(min=0)
+        cached = (weight.clamp(min=0), bias, weight.clamp(max=0), weight.abs())
         conv.__dict__["_lrp_params"] = cached
     return cached
 
@@ -159,6 +175,27 @@ class _NormRule(_Rule):
         return x * gradient, None
 
 
+class _ReLUPass(torch.autograd.Function):
+    """ReLU whose backward passes relevance unchanged. The ReLU gradient would only zero it
+    where the output is 0, and every rule above a ReLU here (z+, epsilon, the norm rules, the
+    constant gate, max-pooling's routing to a maximum) already gives an input of 0 no
+    relevance: the mask is a no-op, so skip it (and keep no mask for the backward)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return torch.relu(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, relevance):
+        return relevance
+
+
 def _patch(model: nn.Module) -> list[nn.Module]:
     patched = []
     first = True
@@ -179,6 +216,8 @@ def _patch(model: nn.Module) -> list[nn.Module]:
         elif isinstance(module, (Sum, ConstantAttentionPool, nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
             plain = type(module).forward.__get__(module)
             module.forward = (lambda f: (lambda x: _NormRule.apply(x, f)))(plain)
+        elif type(module) is nn.ReLU:
+            module.forward = _ReLUPass.apply
         elif isinstance(module, nn.BatchNorm2d) and _is_identity(module):
             # merged into its convolution: skip the (identity) arithmetic, keep a fused activation
             act = getattr(module, "act", None)

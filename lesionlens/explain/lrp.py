@@ -2,8 +2,8 @@
 convolutions, epsilon for dense layers, norm for sums and average pools, pass for activations)
 with our canonizers and our constant-attention pooling.
 
-Relevance starts from the target logit's value, so the input heatmap sums to that logit when
-relevance is conserved (checked in the tests with biases zeroed).
+Relevance starts from the target logit's value (targets.start_relevance), so the input heatmap
+sums to that logit when relevance is conserved (checked in the tests with biases zeroed).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from zennit.rules import Epsilon, Flat, Norm, ZPlus
 from zennit.types import AvgPool, Convolution, Linear
 
 from .canonizers import ConstantAttentionPool, canonizers_for
+from .targets import resolve_targets, start_relevance
 
 
 class ZPlusNonNegative(ZPlus):
@@ -72,20 +73,18 @@ def _relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.T
     x = images.detach().clone().requires_grad_()
     with torch.enable_grad():
         logits = model(x)
-        if targets is None:
-            targets = logits.argmax(1)
-        # relevance starts as the target logit's value, zero elsewhere
-        start = logits * nn.functional.one_hot(targets.to(logits.device), logits.shape[1]).to(logits.dtype)
-        relevance, = torch.autograd.grad(logits, x, grad_outputs=start.detach())
+        targets = resolve_targets(logits, targets)
+        relevance, = torch.autograd.grad(logits, x, grad_outputs=start_relevance(logits, targets))
     return logits.detach(), relevance.detach()
 
 
 def lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
                   composite=None, registered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (B, K), input relevance (B, 3, H, W)) for `targets` (default: the predicted
-    class), model in eval mode. The composite is registered for this call and the model
-    restored afterwards, unless `registered=True` says the caller keeps it registered on this
-    model (the sidecar does, on its own copy: canonizers and hooks prepared once)."""
+    """(logits (B, K), input relevance (B, 3, H, W)) for `targets` (None or PREDICTED entries:
+    the predicted class; see targets.py), model in eval mode. The composite is registered for
+    this call and the model restored afterwards, unless `registered=True` says the caller keeps
+    it registered on this model (the sidecar does, on its own copy: canonizers and hooks
+    prepared once)."""
     if registered:
         return _relevance(model, images, targets)
     composite = composite or default_composite(model)

@@ -1,5 +1,9 @@
 """The four explanation methods behind one signature (captum's shape):
-method(model, images (B, 3, H, W), targets (B,), **options) -> heatmaps (B, H, W) + extras."""
+method(model, images (B, 3, H, W), targets (B,), **options) -> heatmaps (B, H, W) + extras.
+
+targets: a class index per image, PREDICTED (-1) for "the predicted class", or None for all
+predicted. Each method resolves them from its own forward pass and returns the logits, so the
+caller needs no forward of its own (targets.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import torch
 from torch import nn
 
 from .lrp import default_composite, lrp_relevance
+from .targets import resolve_targets
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Concept:
 @dataclass
 class MethodResult:
     heatmaps: torch.Tensor  # (B, H, W), signed
+    logits: torch.Tensor  # (B, K): the model's output on these images
+    targets: torch.Tensor  # (B,): the class each heatmap explains
     concepts: list[list[Concept]] = field(default_factory=list)  # per image, CRP only
     info: dict = field(default_factory=dict)
 
@@ -38,12 +45,13 @@ def run_lrp(model, images, targets, composite=None, registered: bool = False, en
     if engine == "fast" and composite is None:
         from .fast_lrp import fast_lrp_relevance
 
-        _, relevance = fast_lrp_relevance(model, images, targets, prepared=registered)
+        logits, relevance = fast_lrp_relevance(model, images, targets, prepared=registered)
     elif engine in ("fast", "zennit"):
-        _, relevance = lrp_relevance(model, images, targets, composite, registered)
+        logits, relevance = lrp_relevance(model, images, targets, composite, registered)
     else:
         raise ValueError(f"unknown LRP engine {engine!r}: use fast or zennit")
-    return MethodResult(relevance.sum(1), info={"engine": engine if composite is None else "zennit"})
+    return MethodResult(relevance.sum(1), logits, resolve_targets(logits, targets),
+                        info={"engine": engine if composite is None else "zennit"})
 
 
 def gradcam_layer(model: nn.Module) -> nn.Module:
@@ -62,11 +70,14 @@ def run_gradcam(model, images, targets, **_) -> MethodResult:
     composite (its hooks change gradients)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
+    with torch.no_grad():  # captum needs the targets before its own forward
+        logits = model(images)
+    targets = resolve_targets(logits, targets)
     cam = LayerGradCam(model, gradcam_layer(model))
     with torch.enable_grad():
-        maps = cam.attribute(images.requires_grad_(), target=targets, relu_attributions=True)
+        maps = cam.attribute(images.detach().requires_grad_(), target=targets, relu_attributions=True)
     upsampled = LayerAttribution.interpolate(maps.detach(), images.shape[-2:], interpolate_mode="bilinear")
-    return MethodResult(upsampled[:, 0])
+    return MethodResult(upsampled[:, 0], logits, targets)
 
 
 def run_attention(model, images, targets, **_) -> MethodResult:
@@ -75,9 +86,10 @@ def run_attention(model, images, targets, **_) -> MethodResult:
     if not hasattr(model, "forward_with_attention"):
         raise ValueError("method 'attention' needs the attention_resnet50 architecture")
     with torch.no_grad():
-        _, attention = model.forward_with_attention(images)
+        logits, attention = model.forward_with_attention(images)
     upsampled = nn.functional.interpolate(attention[:, None], images.shape[-2:], mode="bilinear", align_corners=False)
-    return MethodResult(upsampled[:, 0], info={"attention_grid": list(attention.shape[-2:])})
+    return MethodResult(upsampled[:, 0], logits, resolve_targets(logits, targets),
+                        info={"attention_grid": list(attention.shape[-2:])})
 
 
 def concept_layer(model: nn.Module) -> str:
@@ -107,7 +119,8 @@ def run_crp(model, images, targets, composite=None, concepts: int = 8, layer: Op
         result = concept_relevance(model, images, targets, layer, concepts, prepared=registered)
         per_image = [[Concept(layer, int(c), float(result.shares[i, c]), result.conditional[i, j])
                       for j, c in enumerate(result.channels[i].tolist())] for i in range(len(images))]
-        return MethodResult(result.heatmaps, per_image, info={"layer": layer, "engine": "fast"})
+        return MethodResult(result.heatmaps, result.logits, resolve_targets(result.logits, targets), per_image,
+                            info={"layer": layer, "engine": "fast"})
     if engine not in ("fast", "zennit"):
         raise ValueError(f"unknown CRP engine {engine!r}: use fast or zennit")
     return _run_zennit_crp(model, images, targets, composite, concepts, layer, registered)
@@ -122,6 +135,9 @@ def _run_zennit_crp(model, images, targets, composite, concepts: int, layer: str
     composite = None if registered else (composite or default_composite(model))
     attribution = CondAttribution(model, no_param_grad=True)
     channel = ChannelConcept()
+    with torch.no_grad():  # crp's conditions name the class up front
+        logits = model(images)
+    targets = resolve_targets(logits, targets)
     heatmaps, per_image = [], []
     for image, target in zip(images, targets.tolist()):
         x = image[None].clone().requires_grad_()
@@ -135,7 +151,8 @@ def _run_zennit_crp(model, images, targets, composite, concepts: int, layer: str
         heatmaps.append(full.heatmap[0])
         per_image.append([Concept(layer, c, float(shares[c]), conditional.heatmap[i].detach())
                           for i, c in enumerate(top)])
-    return MethodResult(torch.stack(heatmaps).detach(), per_image, info={"layer": layer, "engine": "zennit"})
+    return MethodResult(torch.stack(heatmaps).detach(), logits, targets, per_image,
+                        info={"layer": layer, "engine": "zennit"})
 
 
 METHODS = {"lrp": run_lrp, "crp": run_crp, "gradcam": run_gradcam, "attention": run_attention}
