@@ -14,7 +14,9 @@ Prints, at batch 1 (latency) and per image at --batch:
                              the LRP pass's own forward), as the sidecar runs it (batch 1 only)
   CRP fast / zennit-crp      conditional heatmaps of the top --concepts channels (batch 1 only):
                              fast_crp.py's batched pass vs zennit-crp's CondAttribution
-with LRP's ratio to both gradients. Random weights (values do not change the speed).
+with LRP's ratio to both gradients, and the headline ratio (fast LRP / full gradient) once more
+from interleaved pairs, which the machine's drifting load disturbs far less. Random weights
+(values do not change the speed).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from timing import median_ms
+from timing import interleaved_ratio, median_ms
 
 
 def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, concepts: int) -> None:
@@ -50,6 +52,7 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
     fast = fast_context.__enter__()
     LesionComposite(canonizers_for(stock), zplus=ZPlus, hook_relus=True).register(stock)
     rows: dict[tuple[str, int], float] = {}
+    paired: dict[int, float] = {}
     # zennit keeps every hooked layer's input for the backward pass: at 224 px a batch of 32
     # needs several GB per variant (the stock rules ~20 GB on ResNet50), so stock is timed at
     # batch 1 only and memory is released between variants.
@@ -70,6 +73,9 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
         rows[("gradient (input only)", b)] = median_ms(grad_input, n, sync)
         rows[("gradient (+ parameters)", b)] = median_ms(grad_all, n, sync)
         rows[("LRP fast (prepared)", b)] = median_ms(lambda: fast_lrp_relevance(fast, x, target, prepared=True), n, sync)
+        # the goal's number, measured pairwise (LRP and the full gradient alternating)
+        _, _, paired[b] = interleaved_ratio(lambda: fast_lrp_relevance(fast, x, target, prepared=True), grad_all,
+                                            max(3, n), sync)
         rows[("LRP fast (per call)", b)] = median_ms(lambda: fast_lrp_relevance(model, x, target), n, sync)
         gc.collect()
         rows[("LRP zennit (prepared)", b)] = median_ms(lambda: lrp_relevance(prepared, x, target, registered=True), n, sync)
@@ -112,6 +118,8 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
                 continue
             per = f"{ms:9.1f} ms" if b == 1 else f"{ms / b:9.2f} ms/img"
             print(f"  batch {b:3d}  {label:30s} {per}   x{ms / g_in:4.2f} input-gradient   x{ms / g_all:4.2f} full gradient")
+    for b in (1, batch):
+        print(f"  batch {b:3d}  LRP fast (prepared) / full gradient, interleaved pairs: x{paired[b]:4.2f}")
     print(f"  heatmap cosine, fast engine vs straightforward zennit: {cosine:.6f}")
     print(f"  CRP fast vs zennit-crp: same channels {same_channels}, min conditional-heatmap cosine {crp_cosine:.6f}")
 

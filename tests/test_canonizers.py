@@ -129,7 +129,7 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
     assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
     assert torch.nn.functional.cosine_similarity(fast.flatten(1), reference.flatten(1)).min() >= 0.9999
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert not any("forward" in vars(m) or "_lrp_params" in vars(m) for m in model.modules())
+    assert not any(key in vars(m) for m in model.modules() for key in ("forward", "_lrp_params", "pair"))
     with fast_lrp(copy.deepcopy(model)) as held:
         for _ in range(2):
             _, again = fast_lrp_relevance(held, x, targets, prepared=True)

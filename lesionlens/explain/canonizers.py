@@ -113,7 +113,18 @@ class TimmBottleneckCanonizer(AttributeCanonizer):
             x = block.drop_path(x)
         if block.downsample is not None:
             shortcut = block.downsample(shortcut)
-        return act(block.canonizer_sum(torch.stack([shortcut, x], dim=-1)))
+        return act(summed(block.canonizer_sum, shortcut, x))
+
+
+def summed(sum_module: Sum, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a + b through zennit's `Sum`, which takes its operands stacked on a last dimension so
+    that its rule sees both. An engine that handles the pair itself sets `sum_module.pair`
+    (fast_lrp does: stacking and reducing over that dimension cost more than the convolution
+    next to it on CPU)."""
+    pair = getattr(sum_module, "pair", None)
+    if pair is not None:
+        return pair(a, b)
+    return sum_module(torch.stack([a, b], dim=-1))
 
 
 def constant_gate(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -151,7 +162,7 @@ class EfficientNetBlockCanonizer(AttributeCanonizer):
         x = self.aa(self.bn2(self.conv_dw(x)))
         x = self.bn3(self.conv_pwl(self.se(x)))
         if self.has_skip:
-            x = self.canonizer_sum(torch.stack([shortcut, self.drop_path(x)], dim=-1))
+            x = summed(self.canonizer_sum, shortcut, self.drop_path(x))
         return x
 
     @staticmethod
@@ -160,7 +171,7 @@ class EfficientNetBlockCanonizer(AttributeCanonizer):
         x = self.aa(self.bn1(self.conv_dw(x)))
         x = self.bn2(self.conv_pw(self.se(x)))
         if self.has_skip:
-            x = self.canonizer_sum(torch.stack([shortcut, self.drop_path(x)], dim=-1))
+            x = summed(self.canonizer_sum, shortcut, self.drop_path(x))
         return x
 
     @staticmethod

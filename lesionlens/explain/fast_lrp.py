@@ -145,6 +145,27 @@ class _SumRule(torch.autograd.Function):
         return x * (relevance / stabilize(y)).unsqueeze(-1)
 
 
+class _PairSumRule(torch.autograd.Function):
+    """a + b with the norm rule (what zennit's Sum computes on the stacked pair), without
+    stacking: R_a = a R / (a + b), R_b = b R / (a + b), stabilised as zennit does."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(a, b):
+        return a + b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs, output)
+
+    @staticmethod
+    def backward(ctx, relevance):
+        a, b, y = ctx.saved_tensors
+        s = relevance / stabilize(y)
+        return a * s, b * s
+
+
 class _GlobalAvgPoolRule(_SumRule):
     """Adaptive average pooling to 1x1 with the norm rule, in closed form."""
 
@@ -211,6 +232,7 @@ def _patch(model: nn.Module) -> list[nn.Module]:
             module.forward = (lambda m: (lambda x: _EpsilonLinear.apply(x, m)))(module)
         elif isinstance(module, Sum) and module.dim == -1:
             module.forward = _SumRule.apply
+            module.pair = _PairSumRule.apply  # canonizers.summed: no stacking
         elif isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1)):
             module.forward = _GlobalAvgPoolRule.apply
         elif isinstance(module, (Sum, ConstantAttentionPool, nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
@@ -248,6 +270,7 @@ def fast_lrp(model: nn.Module):
         finally:
             for module in patched:
                 del module.forward
+                module.__dict__.pop("pair", None)
                 module.__dict__.pop("_lrp_params", None)
 
 
