@@ -134,6 +134,14 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
         for _ in range(2):
             _, again = fast_lrp_relevance(held, x, targets, prepared=True)
             assert torch.allclose(again, fast)
+    # entered by hand and the context object dropped: the model stays prepared (a generator
+    # context would be collected and silently undo the patching)
+    import gc
+
+    held = fast_lrp(copy.deepcopy(model)).__enter__()
+    gc.collect()
+    _, again = fast_lrp_relevance(held, x, targets, prepared=True)
+    assert torch.allclose(again, fast)
     prepared = copy.deepcopy(model)
     composite = LesionComposite(canonizers_for(prepared))
     composite.register(prepared)

@@ -16,7 +16,6 @@ pass relevance unchanged (see _ReLUPass), max-pooling is left to autograd and th
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import torch
@@ -259,19 +258,29 @@ def _is_identity(bn: nn.BatchNorm2d) -> bool:
             and (drop is None or isinstance(drop, nn.Identity)))
 
 
-@contextlib.contextmanager
-def fast_lrp(model: nn.Module):
+class fast_lrp:  # noqa: N801  (used like the function-style context managers it replaced)
     """Canonize `model` (our zennit canonizers) and make its backward compute LRP relevance;
-    both undone on exit."""
-    with Composite(canonizers=canonizers_for(model)).context(model) as canonized:
-        patched = _patch(canonized)
-        try:
-            yield canonized
-        finally:
-            for module in patched:
-                del module.forward
-                module.__dict__.pop("pair", None)
-                module.__dict__.pop("_lrp_params", None)
+    both undone on exit. A class, not a generator: a generator context entered by hand
+    (`fast_lrp(m).__enter__()`) and then dropped is garbage-collected, which runs its cleanup and
+    silently un-patches the model; this one stays in place until `__exit__`."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.composite = Composite(canonizers=canonizers_for(model))
+        self.patched: list[nn.Module] = []
+
+    def __enter__(self) -> nn.Module:
+        self.composite.register(self.model)
+        self.patched = _patch(self.model)
+        return self.model
+
+    def __exit__(self, *exc) -> None:
+        for module in self.patched:
+            del module.forward
+            module.__dict__.pop("pair", None)
+            module.__dict__.pop("_lrp_params", None)
+        self.patched = []
+        self.composite.remove()
 
 
 def fast_lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
