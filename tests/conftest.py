@@ -23,6 +23,17 @@ def run_python(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+HEAVY_MODULES = ("torch", "timm", "zennit", "crp", "gradio")
+
+
+def assert_runs_without_heavy_imports(code: str) -> None:
+    """Run `code` in a fresh interpreter, then check that none of HEAVY_MODULES got imported
+    (the data layer and the runtime must stay light)."""
+    check = f"; import sys; bad = [m for m in {HEAVY_MODULES!r} if m in sys.modules]; assert not bad, bad; print('clean')"
+    result = run_python(code + check)
+    assert result.returncode == 0 and "clean" in result.stdout, result.stderr + result.stdout
+
+
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lesionlens.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)

@@ -160,19 +160,20 @@ class EfficientNetBlockCanonizer(AttributeCanonizer):
         shortcut = x
         x = self.bn1(self.conv_pw(x))
         x = self.aa(self.bn2(self.conv_dw(x)))
-        x = self.bn3(self.conv_pwl(self.se(x)))
-        if self.has_skip:
-            x = summed(self.canonizer_sum, shortcut, self.drop_path(x))
-        return x
+        return EfficientNetBlockCanonizer.skip(self, self.bn3(self.conv_pwl(self.se(x))), shortcut)
 
     @staticmethod
     def forward_separable(self, x):
         shortcut = x
         x = self.aa(self.bn1(self.conv_dw(x)))
-        x = self.bn2(self.conv_pw(self.se(x)))
-        if self.has_skip:
-            x = summed(self.canonizer_sum, shortcut, self.drop_path(x))
-        return x
+        return EfficientNetBlockCanonizer.skip(self, self.bn2(self.conv_pw(self.se(x))), shortcut)
+
+    @staticmethod
+    def skip(block, x, shortcut):
+        """The common tail of both blocks: drop-path and the skip connection as the Sum."""
+        if not block.has_skip:
+            return x
+        return summed(block.canonizer_sum, shortcut, block.drop_path(x))
 
     @staticmethod
     def forward_squeeze_excite(self, x):
