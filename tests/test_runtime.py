@@ -85,6 +85,12 @@ def test_inputs_may_be_bytes_arrays_and_bad_arrays_are_reported(exported, synth_
     by_path, by_bytes, by_array, bad = clf.predict([path, path.read_bytes(), decode_image(path), np.zeros((4, 4), np.float32)])
     assert by_path.probabilities == by_bytes.probabilities == by_array.probabilities
     assert not bad.ok and "RGB uint8" in bad.error
+    # the single-image form raises instead of returning an error row
+    from lesionlens.data.decode import ImageDecodeError
+
+    assert clf.predict_one(path.read_bytes()).probabilities == by_path.probabilities
+    with pytest.raises(ImageDecodeError, match="RGB uint8"):
+        clf.predict_one(np.zeros((4, 4), np.float32))
 
 
 def _bad_and_odd_inputs(folder):

@@ -19,7 +19,7 @@ from .readers import LabeledImages, Sample
 @dataclass
 class ScanResult:
     samples: list[Sample]  # the readable ones, in dataset order
-    hashes: np.ndarray  # uint64 perceptual hash per readable sample
+    hashes: np.ndarray  # uint64 perceptual hash per readable sample (empty when not asked for)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
@@ -32,22 +32,25 @@ def perceptual_hash(rgb: np.ndarray) -> int:
     return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
 
 
-def _scan_one(sample: Sample) -> tuple[int | None, str | None]:
+def _scan_one(sample: Sample, with_hash: bool) -> tuple[int | None, str | None]:
     try:
-        return perceptual_hash(decode_image(sample.path)), None
+        rgb = decode_image(sample.path)
+        return (perceptual_hash(rgb) if with_hash else 0), None
     except ImageDecodeError as exc:
         return None, exc.reason
 
 
-def scan_dataset(dataset: LabeledImages, workers: int | None = None, progress: bool = True) -> ScanResult:
-    """Decode every image once (threads: Pillow releases the GIL while decoding)."""
+def scan_dataset(dataset: LabeledImages, workers: int | None = None, progress: bool = True,
+                 with_hashes: bool = True) -> ScanResult:
+    """Decode every image once (threads: Pillow releases the GIL while decoding).
+    with_hashes=False: only sort readable from unreadable (evaluation needs no duplicates)."""
     from tqdm.auto import tqdm
 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(
             tqdm(
-                pool.map(_scan_one, dataset.samples),
+                pool.map(lambda sample: _scan_one(sample, with_hashes), dataset.samples),
                 total=len(dataset.samples),
                 desc="scanning images",
                 disable=not progress,
@@ -61,4 +64,4 @@ def scan_dataset(dataset: LabeledImages, workers: int | None = None, progress: b
             hashes.append(h)
         else:
             unreadable.append((str(sample.path), reason))
-    return ScanResult(readable, np.asarray(hashes, dtype=np.uint64), unreadable)
+    return ScanResult(readable, np.asarray(hashes if with_hashes else [], dtype=np.uint64), unreadable)

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from ..data.decode import ImageDecodeError, decode_image
 from ..data.readers import read_dataset, restrict_to_classes
+from ..data.scan import scan_dataset
 from .metrics import classification_metrics
 from .rundir import load_run, spec_of
 from .trainer import DistEnv, TrainConfig, make_loader, predict_probs, resolve_device
@@ -22,13 +22,10 @@ def evaluate(run: Path, data: Path, image_root: Optional[Path] = None, device: s
     model, meta = load_run(Path(run), str(dev))
     classes = meta["classes"]
     dataset = restrict_to_classes(read_dataset(Path(data), image_root), classes)
-    readable, unreadable = [], []
-    for sample in dataset.samples:
-        try:
-            decode_image(sample.path)
-            readable.append(sample)
-        except ImageDecodeError as exc:
-            unreadable.append({"path": str(sample.path), "reason": exc.reason})
+    # the same readable/unreadable pass as training (the loader decodes again: not a hot path)
+    scan = scan_dataset(dataset, progress=progress, with_hashes=False)
+    readable = scan.samples
+    unreadable = [{"path": path, "reason": reason} for path, reason in scan.unreadable]
     for item in unreadable:
         log.warning("skipped %s: %s", item["path"], item["reason"])
     if not readable:
