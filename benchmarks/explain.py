@@ -10,8 +10,8 @@ Prints, at batch 1 (latency) and per image at --batch:
   LRP zennit (prepared)      our zennit composite registered once on a copy (the reference)
   LRP (stock zennit, prep.)  the straightforward zennit rules (two-term ZPlus, Pass hooks on
                              every ReLU), prepared the same way: what our exact shortcuts save
-  explain(), lrp (prepared)  the whole explain_batch call on the prepared copy (prediction from
-                             the LRP pass's own forward), as the sidecar runs it (batch 1 only)
+  explain(), lrp (prepared)  the whole Explainer.explain call (prediction from the LRP pass's
+                             own forward), as the sidecar runs it (batch 1 only)
   CRP fast / zennit-crp      conditional heatmaps of the top --concepts channels (batch 1 only):
                              fast_crp.py's batched pass vs zennit-crp's CondAttribution
 with LRP's ratio to both gradients, and the headline ratio (fast LRP / full gradient) once more
@@ -35,16 +35,19 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
 
     from zennit.rules import ZPlus
 
-    from lesionlens.explain import explain_batch
+    from lesionlens.explain import Explainer
     from lesionlens.explain.canonizers import canonizers_for
-    from lesionlens.explain.lrp import LesionComposite, default_composite, lrp_relevance
-    from lesionlens.explain.methods import run_crp
+    from lesionlens.explain.lrp import LesionComposite, default_composite, prepared_relevance
     from lesionlens.training.rundir import load_run, random_run
 
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = load_run(random_run(Path(tmp) / "run", arch, size=size), str(device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     from lesionlens.explain.fast_lrp import fast_lrp, fast_lrp_relevance
+
+    lrp_explainer = Explainer(model, "lrp")
+    crp_fast_explainer = Explainer(model, "crp", concepts=concepts)
+    crp_zennit_explainer = Explainer(model, "crp", concepts=concepts, engine="zennit")
 
     prepared, stock = copy.deepcopy(model), copy.deepcopy(model)
     default_composite(prepared).register(prepared)
@@ -72,43 +75,45 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
 
         rows[("gradient (input only)", b)] = median_ms(grad_input, n, sync)
         rows[("gradient (+ parameters)", b)] = median_ms(grad_all, n, sync)
-        rows[("LRP fast (prepared)", b)] = median_ms(lambda: fast_lrp_relevance(fast, x, target, prepared=True), n, sync)
+        rows[("LRP fast (prepared)", b)] = median_ms(lambda: prepared_relevance(fast, x, target), n, sync)
         # the goal's number, measured pairwise (LRP and the full gradient alternating)
-        _, _, paired[b] = interleaved_ratio(lambda: fast_lrp_relevance(fast, x, target, prepared=True), grad_all,
+        _, _, paired[b] = interleaved_ratio(lambda: prepared_relevance(fast, x, target), grad_all,
                                             max(3, n), sync)
         rows[("LRP fast (per call)", b)] = median_ms(lambda: fast_lrp_relevance(model, x, target), n, sync)
         gc.collect()
-        rows[("LRP zennit (prepared)", b)] = median_ms(lambda: lrp_relevance(prepared, x, target, registered=True), n, sync)
+        rows[("LRP zennit (prepared)", b)] = median_ms(lambda: prepared_relevance(prepared, x, target), n, sync)
         gc.collect()
         if b == 1:
             rows[("LRP (stock zennit, prepared)", b)] = median_ms(
-                lambda: lrp_relevance(stock, x, target, registered=True), n, sync)
+                lambda: prepared_relevance(stock, x, target), n, sync)
         if b == 1:
             # what the sidecar runs per request: prediction and heatmap from one forward
             rows[("explain(), lrp (prepared)", b)] = median_ms(
-                lambda: explain_batch(fast, x, None, "lrp", registered=True), n, sync)
+                lambda: lrp_explainer.explain(x), n, sync)
             rows[(f"CRP fast, {concepts} concepts", b)] = median_ms(
-                lambda: run_crp(fast, x, target, concepts=concepts, registered=True), n, sync)
+                lambda: crp_fast_explainer.explain(x, target.tolist()), n, sync)
             gc.collect()
             rows[(f"CRP zennit-crp, {concepts} concepts", b)] = median_ms(
-                lambda: run_crp(prepared, x, target, concepts=concepts, registered=True, engine="zennit"),
+                lambda: crp_zennit_explainer.explain(x, target.tolist()),
                 max(2, n // 2), sync)
     # identical heatmaps: the fast engine vs the straightforward zennit computation
     x = torch.randn(2, 3, size, size, device=device)
     zero = torch.zeros(2, dtype=torch.long, device=device)
-    _, a = fast_lrp_relevance(fast, x, zero, prepared=True)
-    _, b_ = lrp_relevance(stock, x, zero, registered=True)
+    _, a = prepared_relevance(fast, x, zero)
+    _, b_ = prepared_relevance(stock, x, zero)
     cosine = torch.nn.functional.cosine_similarity(a.flatten(1), b_.flatten(1)).min().item()
     # and CRP: the batched fast pass vs zennit-crp, on the same concepts of one image
-    crp_fast = run_crp(fast, x[:1], zero[:1], concepts=concepts, registered=True)
-    crp_ref = run_crp(prepared, x[:1], zero[:1], concepts=concepts, registered=True, engine="zennit")
-    same_channels = [c.channel for c in crp_fast.concepts[0]] == [c.channel for c in crp_ref.concepts[0]]
+    crp_fast = crp_fast_explainer.explain(x[:1], [0])[0]
+    crp_ref = crp_zennit_explainer.explain(x[:1], [0])[0]
+    same_channels = [c.channel for c in crp_fast.concepts] == [c.channel for c in crp_ref.concepts]
     # scaled first: cosine_similarity clamps norms below 1e-8, and with random weights some
     # conditional heatmaps are that small in total
     crp_cosine = min(torch.nn.functional.cosine_similarity(p.heatmap.flatten() / q.heatmap.abs().max(),
                                                            q.heatmap.flatten() / q.heatmap.abs().max(), 0).item()
-                     for p, q in zip(crp_fast.concepts[0], crp_ref.concepts[0]) if q.heatmap.abs().max() > 0)
+                     for p, q in zip(crp_fast.concepts, crp_ref.concepts) if q.heatmap.abs().max() > 0)
     fast_context.__exit__(None, None, None)
+    for explainer in (lrp_explainer, crp_fast_explainer, crp_zennit_explainer):
+        explainer.close()
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{arch} @ {size}px, {name}")
     for b in (1, batch):

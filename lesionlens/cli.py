@@ -2,8 +2,9 @@
 
 Heavy imports (torch, timm) happen inside the command that needs them, so `--help` is instant.
 Exit codes: 0 success, 1 partial failure (some inputs bad, the rest processed), 2 usage or
-configuration error. Errors are one line naming the file and the reason; `--debug` shows the
-traceback for bug reports.
+configuration error (a LesionlensError, or a file the OS refuses), 3 internal error (a bug:
+rerun with --debug and report the traceback). Errors are one line naming the file and the
+reason.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 log = logging.getLogger("lesionlens")
 
 
@@ -31,29 +32,30 @@ def _cmd_synth(args) -> int:
     return EXIT_OK
 
 
+def _train_config(args):
+    from .training.config import TrainConfig
+
+    names = [f for f in TrainConfig.__dataclass_fields__ if f not in ("progress",)]
+    return TrainConfig(progress=not args.quiet, **{name: getattr(args, name) for name in names})
+
+
 def _cmd_train(args) -> int:
     from .training.fit import train
-    from .training.trainer import TrainConfig
+    from .training.rundir import RunDir
 
-    config = TrainConfig(
-        data=args.data, arch=args.arch, out=args.out, epochs=args.epochs, image_size=args.image_size,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        seed=args.seed, device=args.device, pretrained=args.pretrained, resume=args.resume,
-        target_sensitivity=args.target_sensitivity, val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction, patience=args.patience, workers=args.workers,
-        image_root=args.image_root, positive_class=args.positive_class, balance=args.balance,
-        progress=not args.quiet,
-    )
-    run = train(config)
-    metrics = json.loads((run / "metrics.json").read_text())
+    run = RunDir(train(_train_config(args)))
+    metrics, meta = run.read_metrics(), run.read_metadata()
     val = metrics["val"]
-    print(f"run: {run}  best epoch {metrics['best_epoch']}  val ROC-AUC {val['roc_auc']}  "
+    print(f"run: {run.path}  best epoch {metrics['best_epoch']}  val ROC-AUC {val['roc_auc']}  "
           f"sensitivity {val.get('sensitivity')}  specificity {val.get('specificity')}")
-    return EXIT_OK
+    skipped = meta.data.get("skipped_unreadable", 0)
+    if skipped:
+        print(f"{skipped} unreadable image(s) were skipped (listed in {run.summary_file})", file=sys.stderr)
+    return EXIT_PARTIAL if skipped else EXIT_OK
 
 
 def _cmd_evaluate(args) -> int:
-    from .training.checkpoint import write_json
+    from ._io import write_json
     from .training.evaluate import evaluate
 
     metrics = evaluate(Path(args.run), Path(args.data), Path(args.image_root) if args.image_root else None,
@@ -87,15 +89,22 @@ def _cmd_export(args) -> int:
 def _cmd_predict(args) -> int:
     from .runtime.batch import predict_paths
 
-    predictions, classifier = predict_paths(Path(args.model), args.inputs, Path(args.out) if args.out else None,
-                                            args.provider, args.batch_size, progress=not args.quiet)
+    from .errors import UsageError, one_line
+
+    predictions, classifier, found = predict_paths(Path(args.model), args.inputs, Path(args.out) if args.out else None,
+                                                   args.provider, args.batch_size, progress=not args.quiet)
     failed = [p for p in predictions if not p.ok]
     for p in failed:
-        print(f"error: {p.source}: {p.error}", file=sys.stderr)
+        print(f"error: {one_line(p.source)}: {p.error}", file=sys.stderr)
+    if found.not_images:
+        print(f"passed over {len(found.not_images)} file(s) that are not images "
+              f"(e.g. {one_line(found.not_images[0])})", file=sys.stderr)
     flagged = sum(p.flagged for p in predictions)
     print(f"{len(predictions)} input(s): {len(predictions) - len(failed)} classified ({flagged} flagged), "
           f"{len(failed)} failed; provider {classifier.provider}" + (f"; results in {args.out}" if args.out else ""),
           file=sys.stderr)
+    if not predictions:
+        raise UsageError(f"no images found in {', '.join(one_line(a) for a in args.inputs)}")
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
@@ -115,9 +124,9 @@ def _cmd_atlas(args) -> int:
     samples = None
     if args.data:
         from .data.readers import read_dataset, restrict_to_classes
-        from .training.rundir import read_metadata
+        from .training.rundir import RunDir
 
-        classes = read_metadata(Path(args.run))["classes"]
+        classes = RunDir(args.run).read_metadata().classes
         samples = restrict_to_classes(read_dataset(Path(args.data), Path(args.image_root) if args.image_root else None),
                                       classes).samples
     folder = build_atlas(Path(args.run), samples, args.layer, args.max_images, args.batch_size)
@@ -128,12 +137,16 @@ def _cmd_atlas(args) -> int:
 def _cmd_serve(args) -> int:
     from .explain.server import serve
 
-    serve(args.model, args.run, args.host, args.port, args.device)
+    serve(args.model, args.run, args.host, args.port, args.device, token=args.token,
+          allowed_hosts=args.allowed_host, docs=args.docs)
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training.names import ARCHITECTURES
+    from .training.architectures import architectures
+    from .training.config import TrainConfig
+
+    default = TrainConfig.default
 
     parser = argparse.ArgumentParser(prog="lesionlens", description="An explainable skin-lesion classifier.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -153,27 +166,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("train", help="train a model into a run directory")
+    recipe = "default: the architecture's recipe (see the README)"
     p.add_argument("--data", help="class-folder dataset or ground-truth CSV (ISIC 2016-2020, image,label)")
     p.add_argument("--image-root", help="folder the CSV's image names resolve against (default: its folder)")
-    p.add_argument("--arch", choices=ARCHITECTURES)
+    p.add_argument("--arch", choices=architectures())
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--pretrained", default=None, help="'imagenet' (timm weights, needs the network) or a .safetensors path")
+    p.add_argument("--epochs", type=int, help=recipe)
+    p.add_argument("--image-size", type=int, help=recipe)
+    p.add_argument("--batch-size", type=int, help=recipe)
+    p.add_argument("--lr", type=float, help=recipe)
+    p.add_argument("--weight-decay", type=float, help=recipe)
+    p.add_argument("--warmup-epochs", type=float, help=recipe)
+    p.add_argument("--seed", type=int, default=default("seed"))
+    p.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
+    p.add_argument("--pretrained", default=default("pretrained"),
+                   help="'imagenet' (timm weights, needs the network) or a .safetensors path")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--target-sensitivity", type=float, default=0.9)
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--test-fraction", type=float, default=0.0)
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
-    p.add_argument("--workers", type=int, default=-1, help="data loader workers (-1: auto)")
-    p.add_argument("--positive-class", default=None, help="default: melanoma/malignant/MEL if present")
-    p.add_argument("--balance", default="weights", choices=["weights", "none"])
+    p.add_argument("--target-sensitivity", type=float, default=default("target_sensitivity"))
+    p.add_argument("--val-fraction", type=float, default=default("val_fraction"))
+    p.add_argument("--test-fraction", type=float, default=default("test_fraction"))
+    p.add_argument("--patience", type=int, default=default("patience"), help="early-stopping patience in epochs")
+    p.add_argument("--workers", type=int, default=default("workers"), help="data loader workers (-1: auto)")
+    p.add_argument("--positive-class", default=default("positive_class"),
+                   help="default: melanoma/malignant/MEL if present")
+    p.add_argument("--balance", default=default("balance"), choices=["weights", "none"])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -214,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="heatmap for one image: lrp, crp, gradcam or attention")
     p.add_argument("run")
     p.add_argument("image")
-    p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention"])
+    p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention"],
+                   help="attention needs an architecture with an attention head")
     p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
-    p.add_argument("--concepts", type=int, default=8, help="CRP: how many top concepts")
+    p.add_argument("--concepts", type=int, default=8, help="CRP: how many top concepts (1-64)")
     p.add_argument("--out", help="overlay PNG path (default: IMAGE_STEM.METHOD.png beside the image)")
     p.set_defaults(func=_cmd_explain)
 
@@ -235,40 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $LESIONLENS_SIDECAR_TOKEN); "
+                                   "required when --host is not a loopback address")
+    p.add_argument("--allowed-host", action="append", default=[],
+                   help="a Host header to accept besides localhost and --host (repeatable)")
+    p.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
     p.set_defaults(func=_cmd_serve)
     return parser
 
 
-def _known_errors() -> tuple[type, ...]:
-    from .data.decode import ImageDecodeError
-    from .data.readers import DatasetError
-
-    errors: list[type] = [DatasetError, ImageDecodeError, FileNotFoundError, PermissionError]
-    if "lesionlens.runtime.metadata" in sys.modules:
-        from .runtime.metadata import MetadataError
-
-        errors.append(MetadataError)
-    if "lesionlens.explain.atlas" in sys.modules:
-        from .explain.atlas import AtlasError
-
-        errors.append(AtlasError)
-    if "lesionlens.explain.service" in sys.modules:
-        from .explain.service import HashMismatchError
-
-        errors.append(HashMismatchError)
-    if "lesionlens.export.exporter" in sys.modules:
-        from .export.exporter import ExportError
-
-        errors.append(ExportError)
-    if "lesionlens.training.trainer" in sys.modules:
-        from .training.rundir import RunError
-        from .training.trainer import TrainingError
-
-        errors += [TrainingError, RunError]
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from .errors import LesionlensError, one_line
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
@@ -277,13 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # one clear line for users; the traceback only with --debug
+    except LesionlensError as exc:
         if args.debug:
             raise
-        known = isinstance(exc, _known_errors()) or isinstance(exc, ValueError)
-        print(f"error: {exc}" if known else f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a path the user gave that the OS refuses: missing, permissions, full disk
+        if args.debug:
+            raise
+        where = f"{one_line(exc.filename)}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one line here, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {one_line(exc)} (this is a bug in lesionlens: rerun with "
+              "--debug and report the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

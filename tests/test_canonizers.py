@@ -130,9 +130,11 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
     assert torch.nn.functional.cosine_similarity(fast.flatten(1), reference.flatten(1)).min() >= 0.9999
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert not any(key in vars(m) for m in model.modules() for key in ("forward", "_lrp_params", "pair"))
+    from lesionlens.explain.lrp import prepared_relevance
+
     with fast_lrp(copy.deepcopy(model)) as held:
         for _ in range(2):
-            _, again = fast_lrp_relevance(held, x, targets, prepared=True)
+            _, again = prepared_relevance(held, x, targets)
             assert torch.allclose(again, fast)
     # entered by hand and the context object dropped: the model stays prepared (a generator
     # context would be collected and silently undo the patching)
@@ -140,14 +142,14 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
 
     held = fast_lrp(copy.deepcopy(model)).__enter__()
     gc.collect()
-    _, again = fast_lrp_relevance(held, x, targets, prepared=True)
+    _, again = prepared_relevance(held, x, targets)
     assert torch.allclose(again, fast)
     prepared = copy.deepcopy(model)
     composite = LesionComposite(canonizers_for(prepared))
     composite.register(prepared)
     try:
         for _ in range(2):  # hooks registered once serve repeated calls
-            _, again = lrp_relevance(prepared, x, targets, registered=True)
+            _, again = prepared_relevance(prepared, x, targets)
             assert torch.allclose(again, ours, rtol=1e-5, atol=1e-6 * float(ours.abs().max()))
     finally:
         composite.remove()

@@ -25,18 +25,17 @@ def test_runtime_matches_pytorch_on_real_images(exported, trained_run, synth_sma
 
     from lesionlens.data import decode_image, preprocess
     from lesionlens.training import load_run
-    from lesionlens.training.rundir import spec_of
 
     model, meta = load_run(trained_run)
     paths = sorted((synth_small / "melanoma").glob("*.png"))[:6] + sorted((synth_small / "benign").glob("*.png"))[:6]
     with torch.no_grad():
-        x = torch.from_numpy(np.stack([preprocess(decode_image(p), spec_of(meta)) for p in paths]))
+        x = torch.from_numpy(np.stack([preprocess(decode_image(p), meta.preprocessing) for p in paths]))
         reference = torch.softmax(model(x), 1).numpy()
     for variant in ("model.onnx", "model.uint8.onnx"):
         predictions = Classifier(exported / variant, providers="cpu", max_batch=5).predict(paths)
-        got = np.array([[p.probabilities[c] for c in meta["classes"]] for p in predictions])
+        got = np.array([[p.probabilities[c] for c in meta.classes] for p in predictions])
         assert np.abs(got - reference).max() <= 1e-4, variant
-        threshold = meta["decision_threshold"]
+        threshold = meta.decision_threshold
         assert [p.flagged for p in predictions] == list(reference[:, 1] >= threshold)
 
 

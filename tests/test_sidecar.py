@@ -1,4 +1,5 @@
 import base64
+import json
 import shutil
 import socket
 import threading
@@ -64,11 +65,13 @@ def test_health_then_lazy_load_then_explain(server, synth_small):
     url, service = server
     health = httpx.get(f"{url}/health").json()
     assert health["status"] == "ok" and health["weights_sha256"] == service.weights_sha256
+    assert health["weights_loaded"] is False  # nothing loaded before the first request
     response = httpx.post(f"{url}/explain", files={"image": ("a.png", _image(synth_small), "image/png")},
                           data={"method": "crp", "concepts": "3", "target": "melanoma"}, timeout=120)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["target_label"] == "melanoma" and body["method"] == "crp" and len(body["concepts"]) == 3
+    assert body["weights_sha256"] == service.weights_sha256  # every answer says which weights it explained
     assert base64.b64decode(body["overlay_png_base64"])[:4] == b"\x89PNG"
     assert set(body["heatmap_stats"]) >= {"sum", "min", "max"}
     refs = body["concepts"][0]["reference_patches_png_base64"]  # from the run's concept atlas
@@ -80,9 +83,11 @@ def test_health_then_lazy_load_then_explain(server, synth_small):
 
 @pytest.mark.parametrize("case,status,needle", [
     ("not an image", 400, "not a recognised image"),
-    ("unknown method", 400, "unknown method"),
+    ("unknown method", 400, "is not available"),
     ("target out of range", 400, "out of range"),
-    ("attention on effnet", 400, "attention_resnet50"),
+    ("attention on effnet", 400, "not available for efficientnet_b0_relu"),
+    ("other weights", 409, "not " + "0" * 64),
+    ("concepts 0", 400, "concepts must be between 1 and 64"),
     ("oversized", 413, "exceeds the limit"),
 ])
 def test_bad_requests_get_4xx_with_a_message(server, synth_small, case, status, needle):
@@ -96,6 +101,10 @@ def test_bad_requests_get_4xx_with_a_message(server, synth_small, case, status, 
         data["target"] = "7"
     elif case == "attention on effnet":
         data["method"] = "attention"
+    elif case == "other weights":
+        data["expected_sha256"] = "0" * 64
+    elif case == "concepts 0":
+        data.update(method="crp", concepts="0")
     elif case == "oversized":
         image = b"\0" * 2_100_000
     response = httpx.post(f"{url}/explain", files={"image": ("x.png", image, "image/png")}, data=data, timeout=60)
@@ -118,3 +127,126 @@ def test_16_concurrent_requests_are_answered_and_batched(server, synth_small):
     assert len({r.json()["overlay_png_base64"] for r in responses}) > 1
     assert service.batches_run - before < 16  # some requests shared a batch
     assert max(r.json()["batch_size"] for r in responses) > 1
+
+
+def test_hardening_host_header_docs_and_early_413(server):
+    url, service = server
+    assert httpx.get(f"{url}/health", headers={"Host": "evil.example"}).status_code == 400  # DNS rebinding
+    assert httpx.get(f"{url}/docs").status_code == 404 and httpx.get(f"{url}/openapi.json").status_code == 404
+    # a huge declared body is refused from its Content-Length, before anything is read
+    host, port = url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /explain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                     b"Content-Length: 1073741824\r\n\r\n")
+        reply = conn.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413") and "exceeds the limit" in reply
+
+
+def test_bearer_token_and_non_loopback_binding(exported, trained_run):
+    from fastapi.testclient import TestClient
+
+    from lesionlens.errors import UsageError
+    from lesionlens.explain.server import create_app, serve
+
+    service = ExplanationService(exported / "model.onnx", trained_run, device="cpu")
+    client = TestClient(create_app(service, token="s3cret", allowed_hosts=["testserver"]))
+    assert client.get("/health").status_code == 401
+    assert client.get("/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    with pytest.raises(UsageError, match="bearer token"):
+        serve(str(exported / "model.onnx"), str(trained_run), host="0.0.0.0")
+
+
+def test_the_whole_run_is_validated_at_start_up_and_load_failures_are_503(exported, trained_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lesionlens.errors import RunError
+    from lesionlens.explain.server import create_app
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    meta = json.loads((run / "model.json").read_text())
+    meta["weights_sha256"] = "f" * 64  # only model.json's hash tampered with
+    (run / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="changed after training"):
+        ExplanationService(exported / "model.onnx", run)
+    meta["weights_sha256"] = json.loads((trained_run / "model.json").read_text())["weights_sha256"]
+    (run / "model.json").write_text(json.dumps(meta))
+    service = ExplanationService(exported / "model.onnx", run, device="cpu")
+    (run / "model.safetensors").unlink()  # the run breaks after start-up: the lazy load fails
+    client = TestClient(create_app(service, allowed_hosts=["testserver"]))
+    image = next(trained_run.parent.parent.glob("synth_small*/melanoma/*.png"), None)
+    data = image.read_bytes() if image else _png_bytes()
+    response = client.post("/explain", files={"image": ("a.png", data, "image/png")}, data={"method": "lrp"})
+    assert response.status_code == 503 and "could not be loaded" in response.json()["detail"]
+    health = client.get("/health").json()
+    assert health["status"] == "error" and "could not be loaded" in health["error"]
+
+
+def _png_bytes():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _real_bomb(side: int = 13000) -> bytes:
+    """A genuine decompression bomb: a complete side x side RGBA PNG of zeros (~657 KB for
+    13000), compressed row by row so the test itself never holds the raw pixels."""
+    import struct
+    import zlib
+
+    compressor, row = zlib.compressobj(9), b"\0" * (side * 4 + 1)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_peak_memory_under_16_bombs_and_16_valid_requests(exported, trained_run, synth_small):
+    """The sidecar as a separate process (`lesionlens serve`): its peak RSS (VmHWM) after 16
+    bomb uploads and 16 valid requests arrive together stays under 2.5 GB."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lesionlens.cli", "serve", "--model", str(exported / "model.onnx"),
+                             "--run", str(trained_run), "--port", str(port), "--device", "cpu"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        bomb = _real_bomb()
+        assert len(bomb) < 1_000_000
+        valid = [p.read_bytes() for p in sorted(synth_small.rglob("img_*.png"))[:16]]
+        uploads = [("bomb.png", bomb)] * 16 + [("ok.png", v) for v in valid]
+
+        def call(item):
+            return httpx.post(f"{url}/explain", files={"image": (item[0], item[1], "image/png")},
+                              data={"method": "lrp"}, timeout=300)
+
+        with ThreadPoolExecutor(32) as pool:
+            responses = list(pool.map(call, uploads))
+        assert all(r.status_code == 400 and "over the limit" in r.json()["detail"] for r in responses[:16])
+        assert all(r.status_code == 200 for r in responses[16:]), [r.text for r in responses[16:] if r.status_code != 200]
+        peak_kb = int(next(line for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmHWM")).split()[1])
+        print(f"sidecar peak RSS: {peak_kb / 1024:.0f} MB")
+        assert peak_kb < 2.5 * 1024 * 1024, peak_kb
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

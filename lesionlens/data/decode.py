@@ -8,36 +8,62 @@ palettes and 16-bit modes. No torch here: the runtime imports this module.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# ~ 16k x 16k pixels. Whole-slide scans are larger, but no dermoscopy photo is; anything past
-# this is far more likely a decompression bomb than a lesion.
-DEFAULT_MAX_PIXELS = 16384 * 16384
+from ..errors import ImageDecodeError, display_path
+from .readers import UNSUPPORTED_IMAGE_EXTENSIONS
+
+# Sized for dermoscopy: the largest ISIC images are ~25 MP (6000 x 4000). 36 MP leaves room for
+# any camera a clinic uses; past it a file is far more likely a decompression bomb than a lesion
+# (a 13000 x 13000 RGBA PNG of 657 KB would need ~4-5 GB to decode). Checked from the header.
+DEFAULT_MAX_PIXELS = 36_000_000
 MIN_SIDE = 8  # smaller images carry no lesion information (a 1x1 "image" is a broken export)
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
-
-class ImageDecodeError(ValueError):
-    """An image could not be turned into pixels. `source` names the file, `reason` says why."""
-
-    def __init__(self, source: str, reason: str):
-        self.source = source
-        self.reason = reason
-        super().__init__(f"{source}: {reason}")
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageDecodeError", "decode_image", "check_readable_path"]
 
 
 def _describe(source: ImageSource) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
-    return str(source)
+    return display_path(source)
+
+
+def check_readable_path(path: Path) -> None:
+    """Raise ImageDecodeError saying exactly why `path` cannot be read: missing, a dangling or
+    looping symlink, a directory, permission denied, or empty."""
+    name = display_path(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageDecodeError(name, "symbolic link loop") from None
+        if exc.errno == errno.EACCES:
+            raise ImageDecodeError(name, "permission denied") from None
+        if os.path.islink(path):
+            raise ImageDecodeError(name, f"dangling symbolic link (to {display_path(os.readlink(path))})") from None
+        if exc.errno == errno.ENOENT:
+            raise ImageDecodeError(name, "file not found") from None
+        raise ImageDecodeError(name, f"cannot read file ({exc.strerror})") from None
+    import stat
+
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageDecodeError(name, "is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageDecodeError(name, "not a regular file")
+    if info.st_size == 0:
+        raise ImageDecodeError(name, "empty file (zero bytes)")
+    if not os.access(path, os.R_OK):
+        raise ImageDecodeError(name, "permission denied")
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
@@ -52,6 +78,8 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "F":
         arr = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise ValueError("non-finite pixel values (NaN or infinity)")
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         gray = np.nan_to_num((arr - lo) * scale).astype(np.uint8)
@@ -65,14 +93,19 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 reduce_to: Optional[int] = None) -> np.ndarray:
     """Decode a file path or encoded bytes into an RGB uint8 array of shape (H, W, 3).
 
     EXIF orientation is applied, so the array is upright as a viewer shows it. Grayscale,
     palette, RGBA (composited on white), CMYK and 16-bit images all come back as RGB uint8.
+    `reduce_to`: the caller needs no more than this many pixels on the shorter side, so a JPEG
+    may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling in the decoder: a 24 MP photo for a
+    224-px model costs a sixty-fourth of the memory and time). Never below `reduce_to`.
     Raises ImageDecodeError naming the source and the reason for anything unreadable: missing,
-    zero bytes, not an image, truncated, too small, or larger than `max_pixels` (checked from
-    the header before any pixel is decoded).
+    zero bytes, a symlink loop, permission denied, not an image, truncated, too small,
+    non-finite pixels, or larger than `max_pixels` (checked from the header before any pixel
+    is decoded).
     """
     name = _describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -81,14 +114,8 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
             raise ImageDecodeError(name, "empty input (zero bytes)")
         fp = io.BytesIO(data)
     else:
-        path = Path(source)
-        if not path.exists():
-            raise ImageDecodeError(name, "file not found")
-        if path.is_dir():
-            raise ImageDecodeError(name, "is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageDecodeError(name, "empty file (zero bytes)")
-        fp = path
+        fp = Path(source)
+        check_readable_path(fp)
     try:
         with warnings.catch_warnings():
             # Pillow warns before its own bomb limit; we enforce ours explicitly below.
@@ -105,15 +132,25 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
                     raise ImageDecodeError(
                         name, f"image is only {width}x{height} pixels (minimum side {MIN_SIDE})"
                     )
+                if reduce_to and img.format == "JPEG" and min(width, height) >= 2 * reduce_to:
+                    # draft keeps each side >= the requested size; scale so the shorter one stays >= reduce_to
+                    scale = min(width, height) / reduce_to
+                    img.draft("RGB", (int(np.ceil(width / scale)), int(np.ceil(height / scale))))
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb = _to_rgb(img)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
+        suffix = "" if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).suffix.lower()
+        if suffix in UNSUPPORTED_IMAGE_EXTENSIONS:
+            raise ImageDecodeError(name, f"{suffix[1:].upper()} images cannot be decoded here (no codec); "
+                                         "convert to JPEG or PNG") from None
         raise ImageDecodeError(name, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(name, f"decompression bomb refused: {exc}") from None
+    except PermissionError:
+        raise ImageDecodeError(name, "permission denied") from None
     except OSError as exc:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated").
         raise ImageDecodeError(name, f"corrupt or truncated image data ({exc})") from None

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
+from ..errors import UsageError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -46,15 +48,15 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if self.size < 8:
-            raise ValueError(f"preprocessing size must be >= 8, got {self.size}")
+            raise UsageError(f"preprocessing size must be >= 8, got {self.size}")
         if self.resize not in RESIZE_POLICIES:
-            raise ValueError(f"unknown resize policy {self.resize!r}; use one of {RESIZE_POLICIES}")
+            raise UsageError(f"unknown resize policy {self.resize!r}; use one of {RESIZE_POLICIES}")
         if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(
+            raise UsageError(
                 f"unknown interpolation {self.interpolation!r}; use one of {sorted(_INTERPOLATIONS)}"
             )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError("mean and std need three values each, std > 0")
+            raise UsageError("mean and std need three values each, std > 0")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -113,3 +115,13 @@ def normalize(rgb_sized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 def preprocess(rgb_uint8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> float32 (3, size, size), ready for the model."""
     return normalize(resize_to_spec(rgb_uint8, spec), spec)
+
+
+def decode_for(source, spec: PreprocessSpec) -> np.ndarray:
+    """Decode an image for a model with this spec: large JPEGs may be decoded at reduced scale,
+    never below the spec's size (see decode_image's `reduce_to`). Every path that feeds a model
+    (training, export validation, the runtime, the sidecar) decodes through here, so a model
+    always sees the same pixels for the same file."""
+    from .decode import decode_image
+
+    return decode_image(source, reduce_to=spec.size)

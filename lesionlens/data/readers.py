@@ -8,19 +8,20 @@ is the scan's job (`lesionlens.data.scan`), so a broken file is reported, not fa
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from ..errors import DatasetError, display_path, one_line
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# Image formats we recognise but cannot decode (no codec in Pillow): `predict` reports them.
+UNSUPPORTED_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jp2", ".dng", ".cr2", ".nef")
 SPLIT_DIR_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 # Names that mean "the class a clinician must not miss"; the first one present is the positive
 # class unless the user names another.
 POSITIVE_CLASS_NAMES = ("melanoma", "malignant", "mel")
-
-
-class DatasetError(ValueError):
-    """A dataset cannot be used as given (empty, one class, unknown CSV layout...)."""
 
 
 @dataclass
@@ -37,7 +38,6 @@ class LabeledImages:
     classes: list[str]
     source: str
     format: str
-    notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {name: 0 for name in self.classes}
@@ -109,11 +109,25 @@ def _resolve(image_root: Path, name: str) -> Path:
     return candidate.with_name(candidate.name + ".jpg")
 
 
-def _truthy(value: str) -> bool:
-    try:
-        return float(value) >= 0.5
-    except ValueError:
-        return value.strip().lower() in ("true", "yes", "malignant")
+_TRUE = {"1", "1.0", "true", "yes", "malignant"}
+_FALSE = {"0", "0.0", "false", "no", "benign"}
+
+
+def _binary(value: str) -> Optional[bool]:
+    """A ground-truth flag: 1/0, 1.0/0.0, true/false, malignant/benign; None for anything else
+    (an empty cell, NaN, "maybe"), which the caller reports instead of guessing."""
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    return None
+
+
+def _bad_rows_error(csv_path: Path, what: str, bad: list[tuple[int, str]]) -> DatasetError:
+    shown = ", ".join(f"line {line} ({one_line(repr(value))})" for line, value in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return DatasetError(f"{display_path(csv_path)}: {len(bad)} row(s) with {what}: {shown}{more}")
 
 
 def _group_of(row: dict) -> Optional[str]:
@@ -142,60 +156,110 @@ def _detect_csv_format(header: list[str]) -> str:
     )
 
 
+def _read_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) for every non-blank row, with errors that name the file and line."""
+    try:
+        raw = csv_path.read_bytes()
+    except PermissionError:
+        raise DatasetError(f"{display_path(csv_path)}: permission denied") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{display_path(csv_path)}, line {line}: not UTF-8 text (byte {raw[exc.start]:#04x}); "
+                           "save the CSV as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for cells in reader:
+            if cells and any(cell.strip() for cell in cells):
+                rows.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise DatasetError(f"{display_path(csv_path)}, line {reader.line_num}: {exc}") from None
+    return rows
+
+
 def read_csv(csv_path: Path, image_root: Optional[Path] = None) -> LabeledImages:
     """Read a ground-truth CSV; images resolve relative to `image_root` (default: the CSV's
-    folder). The format is detected from the header."""
+    folder). The format is detected from the header. Rows with a missing or unreadable label
+    are an error naming the file and the lines, never a guess."""
     csv_path = Path(csv_path)
     image_root = Path(image_root) if image_root else csv_path.parent
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(cell.strip() for cell in r)]
+    rows = _read_rows(csv_path)
     if not rows:
-        raise DatasetError(f"{csv_path}: the CSV is empty")
-    fmt = _detect_csv_format(rows[0])
+        raise DatasetError(f"{display_path(csv_path)}: the CSV is empty")
+    fmt = _detect_csv_format(rows[0][1])
     if fmt == "isic2016":
-        records = [(r[0], "malignant" if _truthy(r[1]) else "benign", None) for r in rows]
+        short = [(line, ",".join(r)) for line, r in rows if len(r) < 2]
+        if short:
+            raise _bad_rows_error(csv_path, "fewer than 2 columns", short)
+        flags = [(line, r[0], _binary(r[1]), r[1]) for line, r in rows]
+        bad = [(line, raw) for line, _, flag, raw in flags if flag is None]
+        if bad:
+            raise _bad_rows_error(csv_path, "a label that is not benign/malignant or 0/1", bad)
+        records = [(name, "malignant" if flag else "benign", None, line) for line, name, flag, _ in flags]
         classes = ["benign", "malignant"]
     else:
-        header = [h.strip() for h in rows[0]]
-        dict_rows = [dict(zip(header, (c.strip() for c in r))) for r in rows[1:]]
+        header = [h.strip() for h in rows[0][1]]
+        short = [(line, ",".join(r)) for line, r in rows[1:] if len(r) < len(header)]
+        if short:
+            raise _bad_rows_error(csv_path, f"fewer than the header's {len(header)} columns", short)
+        dict_rows = [(line, dict(zip(header, (c.strip() for c in r)))) for line, r in rows[1:]]
         lower = {h.lower(): h for h in header}
-        if fmt == "isic2020":
-            classes = ["benign", "malignant"]
-            records = [
-                (r[lower["image_name"]], classes[int(_truthy(r[lower["target"]]))], _group_of(r))
-                for r in dict_rows
-            ]
-        elif fmt == "isic2017":
-            classes = ["melanoma", "nevus", "seborrheic_keratosis"]
-            records = []
-            for r in dict_rows:
-                if _truthy(r[lower["melanoma"]]):
-                    label = "melanoma"
-                elif _truthy(r[lower["seborrheic_keratosis"]]):
-                    label = "seborrheic_keratosis"
-                else:
-                    label = "nevus"
-                records.append((r[lower["image_id"]], label, _group_of(r)))
-        elif fmt == "isic-onehot":
-            image_col = lower["image"]
-            label_cols = [h for h in header if h != image_col and h.lower() not in ("patient_id", "lesion_id")]
-            records = []
-            for r in dict_rows:
-                hot = [h for h in label_cols if _truthy(r[h])]
-                if len(hot) != 1:
-                    raise DatasetError(f"{csv_path}: row for {r[image_col]} has {len(hot)} labels set, expected 1")
-                records.append((r[image_col], hot[0], _group_of(r)))
-            used = {label for _, label, _ in records}
-            # 2019's UNK column is all zeros: a class with no example cannot be learned.
-            classes = [h for h in label_cols if h in used]
-        else:
-            image_col = next(lower[c] for c in ("image", "path", "filename", "image_name", "image_id") if c in lower)
-            label_col = lower["label"]
-            records = [(r[image_col], r[label_col], _group_of(r)) for r in dict_rows]
-            classes = sorted({label for _, label, _ in records})
+        records, classes = _records(csv_path, fmt, header, lower, dict_rows)
+    missing_names = [(line, name) for name, _, _, line in records if not name.strip()]
+    if missing_names:
+        raise _bad_rows_error(csv_path, "no image name", missing_names)
     index = {name: i for i, name in enumerate(classes)}
-    samples = [Sample(_resolve(image_root, name), index[label], group) for name, label, group in records]
+    samples = [Sample(_resolve(image_root, name), index[label], group) for name, label, group, _ in records]
     return LabeledImages(samples, classes, str(csv_path), fmt)
+
+
+def _records(csv_path: Path, fmt: str, header: list[str], lower: dict, dict_rows: list) -> tuple[list, list[str]]:
+    """(image, label, group, line) per row and the class list, for the headed CSV formats."""
+    if fmt in ("isic2020", "isic2017"):
+        flag_cols = ["target"] if fmt == "isic2020" else ["melanoma", "seborrheic_keratosis"]
+        bad = [(line, r[lower[c]]) for line, r in dict_rows for c in flag_cols if _binary(r[lower[c]]) is None]
+        if bad:
+            raise _bad_rows_error(csv_path, f"a {'/'.join(flag_cols)} value that is not 0/1", bad)
+    if fmt == "isic2020":
+        classes = ["benign", "malignant"]
+        return [(r[lower["image_name"]], classes[int(_binary(r[lower["target"]]))], _group_of(r), line)
+                for line, r in dict_rows], classes
+    if fmt == "isic2017":
+        records = []
+        for line, r in dict_rows:
+            if _binary(r[lower["melanoma"]]):
+                label = "melanoma"
+            elif _binary(r[lower["seborrheic_keratosis"]]):
+                label = "seborrheic_keratosis"
+            else:
+                label = "nevus"
+            records.append((r[lower["image_id"]], label, _group_of(r), line))
+        return records, ["melanoma", "nevus", "seborrheic_keratosis"]
+    if fmt == "isic-onehot":
+        image_col = lower["image"]
+        label_cols = [h for h in header if h != image_col and h.lower() not in ("patient_id", "lesion_id")]
+        records, bad = [], []
+        for line, r in dict_rows:
+            flags = [_binary(r[h]) for h in label_cols]
+            hot = [h for h, f in zip(label_cols, flags) if f]
+            if None in flags or len(hot) != 1:
+                bad.append((line, f"{len(hot)} labels set" if None not in flags else "a value that is not 0/1"))
+                continue
+            records.append((r[image_col], hot[0], _group_of(r), line))
+        if bad:
+            raise _bad_rows_error(csv_path, "not exactly one label set to 1", bad)
+        used = {label for _, label, _, _ in records}
+        # 2019's UNK column is all zeros: a class with no example cannot be learned.
+        return records, [h for h in label_cols if h in used]
+    image_col = next(lower[c] for c in ("image", "path", "filename", "image_name", "image_id") if c in lower)
+    label_col = lower["label"]
+    bad = [(line, r[label_col]) for line, r in dict_rows if r[label_col].strip().lower() in ("", "nan", "none", "null", "na")]
+    if bad:
+        raise _bad_rows_error(csv_path, "an empty or NaN label", bad)
+    records = [(r[image_col], r[label_col], _group_of(r), line) for line, r in dict_rows]
+    return records, sorted({label for _, label, _, _ in records})
 
 
 def read_dataset(data: Path, image_root: Optional[Path] = None) -> LabeledImages:
@@ -222,4 +286,4 @@ def restrict_to_classes(dataset: LabeledImages, classes: Iterable[str]) -> Label
         )
     remap = {i: classes.index(name) for i, name in enumerate(dataset.classes)}
     samples = [Sample(s.path, remap[s.label], s.group, s.split) for s in dataset.samples]
-    return LabeledImages(samples, classes, dataset.source, dataset.format, dataset.notes)
+    return LabeledImages(samples, classes, dataset.source, dataset.format)

@@ -15,6 +15,9 @@ import numpy as np
 from .decode import ImageDecodeError, decode_image
 from .readers import LabeledImages, Sample
 
+# pHash looks at a 32x32 thumbnail: a large JPEG may be decoded at reduced scale for it
+HASH_DECODE_SIZE = 256
+
 
 @dataclass
 class ScanResult:
@@ -34,7 +37,7 @@ def perceptual_hash(rgb: np.ndarray) -> int:
 
 def _scan_one(sample: Sample, with_hash: bool) -> tuple[int | None, str | None]:
     try:
-        rgb = decode_image(sample.path)
+        rgb = decode_image(sample.path, reduce_to=HASH_DECODE_SIZE)
         return (perceptual_hash(rgb) if with_hash else 0), None
     except ImageDecodeError as exc:
         return None, exc.reason

@@ -3,9 +3,7 @@ together, and the report of any duplicates that still cross a split (predefined 
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -19,9 +17,6 @@ class SplitResult:
     samples: list[Sample]  # every sample with .split set to train, val or test
     duplicate_pairs: list[tuple[int, int, int]]  # (i, j, distance) over `samples`
     cross_split_pairs: list[tuple[int, int, int]]
-
-    def indices(self, split: str) -> list[int]:
-        return [i for i, s in enumerate(self.samples) if s.split == split]
 
     def summary(self) -> dict:
         by_split: dict[str, int] = {}
@@ -43,20 +38,11 @@ class SplitResult:
             "held_out_duplicate_fraction": round(len(held_out_with_train_twin) / held_out, 4) if held_out else 0.0,
         }
 
-    def write_csv(self, path: Path, classes: list[str]) -> None:
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["image", "label", "group", "split"])
-            for s in self.samples:
-                writer.writerow([s.path, classes[s.label], s.group or "", s.split])
-
-    def write_duplicates_csv(self, path: Path) -> None:
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["image_a", "split_a", "image_b", "split_b", "hamming_distance"])
-            for i, j, d in self.duplicate_pairs:
-                a, b = self.samples[i], self.samples[j]
-                writer.writerow([a.path, a.split, b.path, b.split, d])
+    def duplicate_rows(self):
+        """(image_a, split_a, image_b, split_b, hamming_distance) per near-duplicate pair."""
+        for i, j, d in self.duplicate_pairs:
+            a, b = self.samples[i], self.samples[j]
+            yield [str(a.path), a.split, str(b.path), b.split, d]
 
 
 def _carve(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:

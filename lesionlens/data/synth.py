@@ -19,6 +19,7 @@ the explanations can be checked against a known shortcut.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
+
+from .._io import write_bytes, write_text
+from ..errors import UsageError
 
 ARTIFACTS = ("ring", "ruler", "ink", "patch", "none")
 STYLES = ("benign", "melanoma", "keratosis", "bcc")
@@ -229,7 +233,7 @@ def _plant_artifact(rng, img, kind: str, size: int) -> np.ndarray:
         cv2.circle(mask, (c[0], c[1]), radius, 255, -1, cv2.LINE_AA)
         img[mask > 127] = colour
     elif kind != "none":
-        raise ValueError(f"unknown artifact {kind!r}; use one of {ARTIFACTS}")
+        raise UsageError(f"unknown artifact {kind!r}; use one of {ARTIFACTS}")
     return mask
 
 
@@ -264,13 +268,13 @@ def generate(
 
     classes = list(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ValueError("need at least two distinct class names")
+        raise UsageError("need at least two distinct class names")
     if artifact not in ARTIFACTS:
-        raise ValueError(f"unknown artifact {artifact!r}; use one of {ARTIFACTS}")
+        raise UsageError(f"unknown artifact {artifact!r}; use one of {ARTIFACTS}")
     if artifact != "none":
         artifact_class = artifact_class or next((c for c in classes if style_for(c, 0) == "melanoma"), classes[-1])
         if artifact_class not in classes:
-            raise ValueError(f"--artifact-class {artifact_class!r} is not one of {classes}")
+            raise UsageError(f"--artifact-class {artifact_class!r} is not one of {classes}")
     out = Path(out)
     for sub in [*classes, "_masks/lesion", "_masks/artifact"]:
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -291,19 +295,26 @@ def generate(
             rgb = np.clip(img, 0, 255).astype(np.uint8)
             image_id = f"img_{len(rows):06d}"
             rel = f"{classes[label]}/{image_id}.png"
-            cv2.imwrite(str(out / rel), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(out / "_masks/lesion" / f"{image_id}.png"), lesion_mask)
+            _write_png(out / rel, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            _write_png(out / "_masks/lesion" / f"{image_id}.png", lesion_mask)
             artifact_rel = ""
             if kind != "none":
                 artifact_rel = f"_masks/artifact/{image_id}.png"
-                cv2.imwrite(str(out / artifact_rel), artifact_mask)
+                _write_png(out / artifact_rel, artifact_mask)
             rows.append([rel, classes[label], f"patient_{patient:05d}", f"lesion_{patient:05d}", view,
                          f"_masks/lesion/{image_id}.png", kind, artifact_rel])
             bar.update(1)
         patient += 1
     bar.close()
-    with open(out / "metadata.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "label", "patient_id", "lesion_id", "view", "lesion_mask", "artifact", "artifact_mask"])
-        writer.writerows(rows)
-    return out / "metadata.csv"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["image", "label", "patient_id", "lesion_id", "view", "lesion_mask", "artifact", "artifact_mask"])
+    writer.writerows(rows)
+    return write_text(out / "metadata.csv", buffer.getvalue())
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise ValueError(f"could not encode {path}")
+    write_bytes(path, encoded.tobytes())

@@ -1,7 +1,23 @@
-"""Explanations: canonizers for timm models, LRP, CRP, Grad-CAM, attention maps, rendering."""
+"""Explanations: canonizers for timm models, LRP, CRP, Grad-CAM, attention maps, rendering, the
+sidecar. Attributes load lazily (as in `lesionlens.training`): importing a submodule such as
+`lesionlens.explain.service` does not pull in torch and zennit until a request needs them."""
 
-from .api import Explanation, explain, explain_batch
-from .canonizers import canonizers_for
-from .methods import METHODS, Concept
+_LAZY = {
+    "Explainer": ".explainer",
+    "Explanation": ".api",
+    "explain": ".api",
+    "explain_batch": ".api",
+    "Concept": ".methods",
+    "METHODS": ".methods",
+    "canonizers_for": ".canonizers",
+}
 
-__all__ = ["Concept", "Explanation", "METHODS", "canonizers_for", "explain", "explain_batch"]
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(name)

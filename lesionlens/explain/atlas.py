@@ -10,8 +10,6 @@ per concept and cached there as PNG strips, so the sidecar and the demo reuse th
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,28 +18,25 @@ import cv2
 import numpy as np
 import torch
 
-from ..data.decode import decode_image
-from ..data.preprocess import preprocess, resize_to_spec
+from .._io import read_json, write_bytes, write_json
+from ..data.preprocess import decode_for, preprocess, resize_to_spec
 from ..data.readers import Sample
-from ..training.checkpoint import write_json
+from ..errors import AtlasError, display_path
 from ..training.dataset import LesionDataset
-from ..training.rundir import load_run, spec_of
+from ..training.models import spec_of_model
+from ..training.rundir import RunDir, load_run
 from . import crp_compat  # noqa: F401  (np.int for numpy 2, before crp)
 from .lrp import default_composite
-from .methods import concept_layer
 
-ATLAS_DIR = "concept_atlas"
 PATCH = 64
 
 
-class AtlasError(RuntimeError):
-    """No atlas, or one built for other weights."""
-
-
-def _run_samples(run: Path, classes: list[str], splits=("train", "val")) -> list[Sample]:
-    with open(run / "splits.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] in splits and r["label"] in classes]
-    return [Sample(Path(r["image"]), classes.index(r["label"])) for r in rows]
+def open_atlas(run: Path, model, meta):
+    """The run's concept atlas, or None when there is none (or it is for other weights)."""
+    try:
+        return ConceptAtlas(run, model, meta)
+    except AtlasError:
+        return None
 
 
 def build_atlas(run: Path, samples: Optional[list[Sample]] = None, layer: Optional[str] = None,
@@ -52,22 +47,22 @@ def build_atlas(run: Path, samples: Optional[list[Sample]] = None, layer: Option
     from crp.concepts import ChannelConcept
     from crp.visualization import FeatureVisualization
 
-    run = Path(run)
+    run = RunDir(run)
     model, meta = load_run(run)
-    layer = layer or concept_layer(model)
-    samples = samples if samples is not None else _run_samples(run, meta["classes"])
+    layer = layer or spec_of_model(model).default_concept_layer
+    samples = samples if samples is not None else run.read_splits(meta.classes, ("train", "val"))
     if max_images:
         samples = samples[:max_images]
     if not samples:
-        raise AtlasError(f"{run}: no images to build a concept atlas from")
-    folder = run / ATLAS_DIR
+        raise AtlasError(f"{display_path(run.path)}: no images to build a concept atlas from")
+    folder = run.concept_atlas
     started = time.perf_counter()
-    dataset = LesionDataset(samples, spec_of(meta), train=False)
+    dataset = LesionDataset(samples, meta.preprocessing, train=False)
     visualization = FeatureVisualization(CondAttribution(model, no_param_grad=True), dataset,
                                          {layer: ChannelConcept()}, path=str(folder / "crp"))
     visualization.run(default_composite(model), 0, len(dataset), batch_size=batch_size, checkpoint=10**9)
     write_json(folder / "atlas.json", {
-        "layer": layer, "weights_sha256": meta["weights_sha256"], "images": [str(s.path) for s in samples],
+        "layer": layer, "weights_sha256": meta.weights_sha256, "images": [str(s.path) for s in samples],
         "labels": [s.label for s in samples], "seconds": round(time.perf_counter() - started, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
@@ -77,17 +72,18 @@ def build_atlas(run: Path, samples: Optional[list[Sample]] = None, layer: Option
 class ConceptAtlas:
     """Read side: reference patches for concepts of a built atlas."""
 
-    def __init__(self, run: Path, model: torch.nn.Module, meta: dict):
+    def __init__(self, run: Path, model: torch.nn.Module, meta):
         self.run, self.model, self.meta = Path(run), model, meta
-        self.folder = self.run / ATLAS_DIR
+        self.folder = RunDir(run).concept_atlas
         index = self.folder / "atlas.json"
+        name = display_path(self.run)
         if not index.is_file():
-            raise AtlasError(f"{self.run}: no concept atlas; build it with `lesionlens atlas {self.run}`")
-        self.index = json.loads(index.read_text())
-        if self.index["weights_sha256"] != meta["weights_sha256"]:
-            raise AtlasError(f"{index} was built for other weights; rebuild it with `lesionlens atlas {self.run}`")
+            raise AtlasError(f"{name}: no concept atlas; build it with `lesionlens atlas {name}`")
+        self.index = read_json(index, AtlasError)
+        if self.index.get("weights_sha256") != meta.weights_sha256:
+            raise AtlasError(f"{display_path(index)} was built for other weights; rebuild it with `lesionlens atlas {name}`")
         self.layer = self.index["layer"]
-        self.spec = spec_of(meta)
+        self.spec = meta.preprocessing
         self._composite = None
 
     @classmethod
@@ -110,8 +106,9 @@ class ConceptAtlas:
             return [strip[:, k * PATCH:(k + 1) * PATCH] for k in range(strip.shape[1] // PATCH)][:n]
         patches = [self._patch(index, channel) for index in self.top_images(channel, n)]
         if patches:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(cached), cv2.cvtColor(np.hstack(patches), cv2.COLOR_RGB2BGR))
+            from .render import png_bytes
+
+            write_bytes(cached, png_bytes(np.hstack(patches)))
         return patches
 
     def _patch(self, index: int, channel: int) -> np.ndarray:
@@ -119,7 +116,7 @@ class ConceptAtlas:
 
         if self._composite is None:
             self._composite = default_composite(self.model)
-        rgb = decode_image(self.index["images"][index])
+        rgb = decode_for(self.index["images"][index], self.spec)
         x = torch.from_numpy(preprocess(rgb, self.spec))[None].requires_grad_()
         label = self.index["labels"][index]
         heat = CondAttribution(self.model, no_param_grad=True)(

@@ -8,7 +8,7 @@ relevance through the residual connections is not distributed between the two br
 in one `BatchNormAct2d` module, which zennit's sequential merger does not see, and gates every
 block with squeeze-excitation. Nobody publishes canonizers for these; here they are.
 
-`canonizers_for(model)` returns the right list for any of our three architectures.
+`canonizers_for(model)` returns the list the model's architecture spec names.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from torch import nn
 from zennit.canonizers import AttributeCanonizer, Canonizer, MergeBatchNorm
 from zennit.layer import Sum
 from zennit.types import BatchNorm, Convolution
+
+from ..errors import ExplainError
 
 
 class MergeBatchNormExact(MergeBatchNorm):
@@ -148,7 +150,7 @@ class EfficientNetBlockCanonizer(AttributeCanonizer):
     def _attribute_map(cls, name, module):
         if _is_class(module, "InvertedResidual", "DepthwiseSeparableConv"):
             if getattr(module, "conv_s2d", None) is not None:
-                raise NotImplementedError(f"{name}: space-to-depth EfficientNet blocks are not canonized")
+                raise ExplainError(f"{name}: space-to-depth EfficientNet blocks are not canonized")
             forward = cls.forward_inverted if hasattr(module, "conv_pwl") else cls.forward_separable
             return {"forward": forward.__get__(module), "canonizer_sum": Sum()}
         if _is_class(module, "SqueezeExcite"):
@@ -214,18 +216,21 @@ class AttentionPoolCanonizer(AttributeCanonizer):
         return None
 
 
+# The structural canonizers an architecture spec can name (ArchitectureSpec.canonizers).
+CANONIZERS = {
+    "timm_resnet": TimmBottleneckCanonizer,
+    "timm_efficientnet": EfficientNetBlockCanonizer,
+    "gated_attention": AttentionPoolCanonizer,
+}
+
+
 def canonizers_for(model: nn.Module) -> list[Canonizer]:
-    """The canonizers for one of our architectures (ResNet50, attention ResNet50, EfficientNet-B0
-    ReLU), in the order they must apply: structure first, BatchNorm merges, then in-place."""
-    names = {type(m).__name__ for m in model.modules()}
-    canonizers: list[Canonizer] = []
-    if names & {"Bottleneck", "BasicBlock"}:
-        canonizers.append(TimmBottleneckCanonizer())
-    if names & {"InvertedResidual", "DepthwiseSeparableConv"}:
-        canonizers.append(EfficientNetBlockCanonizer())
-    if "GatedAttentionPool" in names:
-        canonizers.append(AttentionPoolCanonizer())
-    if not canonizers:
-        raise ValueError(f"no lesionlens canonizers for {type(model).__name__}")
-    canonizers += [MergeBatchNormAfterConv(), NoInplaceActivations()]
-    return canonizers
+    """The canonizers the model's architecture spec names, in the order they must apply:
+    structure first, then BatchNorm merges (every model), then in-place activations off."""
+    from ..training.models import spec_of_model
+
+    spec = spec_of_model(model)
+    unknown = [name for name in spec.canonizers if name not in CANONIZERS]
+    if unknown:
+        raise ExplainError(f"architecture {spec.name!r} names unknown canonizers {unknown}; known: {sorted(CANONIZERS)}")
+    return [CANONIZERS[name]() for name in spec.canonizers] + [MergeBatchNormAfterConv(), NoInplaceActivations()]

@@ -24,7 +24,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .fast_lrp import fast_lrp
 from .targets import resolve_targets, start_relevance
 
 
@@ -102,10 +101,7 @@ def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional
 
 
 def concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer: str,
-                      concepts: int, prepared: bool = False) -> ConceptRelevance:
+                      concepts: int) -> ConceptRelevance:
     """The full heatmap and the top-`concepts` channels of `layer` with a conditional heatmap
-    each, per image. `prepared=True`: the caller holds `model` inside `fast_lrp` already."""
-    if prepared:
-        return _concept_relevance(model, images, targets, layer, concepts)
-    with fast_lrp(model) as patched:
-        return _concept_relevance(patched, images, targets, layer, concepts)
+    each, per image, on a model held inside `fast_lrp` (the Explainer prepares it)."""
+    return _concept_relevance(model, images, targets, layer, concepts)

@@ -283,13 +283,10 @@ class fast_lrp:  # noqa: N801  (used like the function-style context managers it
         self.composite.remove()
 
 
-def fast_lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
-                       prepared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, relevance) as `lrp.lrp_relevance`. `prepared=True`: the caller holds this model
-    inside `fast_lrp` already (the sidecar, on its own copy)."""
-    from .lrp import _relevance
+def fast_lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, relevance) as `lrp.lrp_relevance`, on the fast engine, prepared around this call."""
+    from .lrp import prepared_relevance
 
-    if prepared:
-        return _relevance(model, images, targets)
     with fast_lrp(model) as patched:
-        return _relevance(patched, images, targets)
+        return prepared_relevance(patched, images, targets)

@@ -18,6 +18,7 @@ from zennit.layer import Sum
 from zennit.rules import Epsilon, Flat, Norm, ZPlus
 from zennit.types import AvgPool, Convolution, Linear
 
+from ..errors import ExplainError
 from .canonizers import ConstantAttentionPool, canonizers_for
 from .targets import resolve_targets, start_relevance
 
@@ -65,11 +66,24 @@ class LesionComposite(SpecialFirstLayerMapComposite):
         super().__init__(layer_map, [(Linear, Flat())], canonizers=canonizers)
 
 
+# The LRP composites an architecture spec can name (ArchitectureSpec.composite).
+COMPOSITES = {"epsilon_plus_flat": LesionComposite}
+
+
 def default_composite(model: nn.Module) -> LesionComposite:
-    return LesionComposite(canonizers=canonizers_for(model))
+    """The composite the model's architecture spec names, with its canonizers."""
+    from ..training.models import spec_of_model
+
+    name = spec_of_model(model).composite
+    if name not in COMPOSITES:
+        raise ExplainError(f"unknown LRP composite {name!r}; known: {sorted(COMPOSITES)}")
+    return COMPOSITES[name](canonizers=canonizers_for(model))
 
 
-def _relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor]):
+def prepared_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor]):
+    """(logits (B, K), input relevance (B, 3, H, W)) on a model whose backward already computes
+    LRP relevance (zennit's composite registered, or the fast engine's patches in place).
+    `targets`: None or PREDICTED entries mean the predicted class (targets.py)."""
     x = images.detach().clone().requires_grad_()
     with torch.enable_grad():
         logits = model(x)
@@ -79,14 +93,9 @@ def _relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.T
 
 
 def lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
-                  composite=None, registered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (B, K), input relevance (B, 3, H, W)) for `targets` (None or PREDICTED entries:
-    the predicted class; see targets.py), model in eval mode. The composite is registered for
-    this call and the model restored afterwards, unless `registered=True` says the caller keeps
-    it registered on this model (the sidecar does, on its own copy: canonizers and hooks
-    prepared once)."""
-    if registered:
-        return _relevance(model, images, targets)
+                  composite=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """LRP through zennit's hooks (the reference engine): `composite` (default: the spec's) is
+    registered for this call and the model restored afterwards. Model in eval mode."""
     composite = composite or default_composite(model)
     with composite.context(model) as hooked:
-        return _relevance(hooked, images, targets)
+        return prepared_relevance(hooked, images, targets)

@@ -7,12 +7,17 @@ the contract's metadata, each validated against PyTorch, plus an optional Triton
     DIR/model.uint8.fp16.onnx --fp16 --uint8-input: both (the fastest GPU path end to end)
     DIR/model.int8.onnx       --int8: static int8 quantisation (the fastest CPU path)
     DIR/validation.json       every check, every number, pass or fail
+
+Everything is built and validated in a temporary folder beside DIR and moved in only when every
+variant passes: a failed export never replaces (or deletes) the models already in DIR. What
+failed is kept for inspection as DIR/*.rejected.onnx with DIR/validation.rejected.json.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,21 +25,17 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data.decode import ImageDecodeError, decode_image
-from ..data.preprocess import PreprocessSpec, resize_to_spec
+from .._io import write_json
+from ..data.preprocess import PreprocessSpec, decode_for, resize_to_spec
 from ..data.readers import read_dataset, restrict_to_classes
+from ..errors import ExportError, ImageDecodeError, display_path
 from ..runtime.metadata import FlagPolicy, ModelMetadata
-from ..training.checkpoint import write_json
-from ..training.rundir import load_run, spec_of, versions
+from ..training.rundir import RunDir, RunMetadata, load_run, versions
 from .graph import DEFAULT_OPSET, ProbabilityHead, Uint8Input, export_graph
 from .validate import Probe, random_probe, validate_variant
 from .variants import convert_fp16, quantize_int8
 
 log = logging.getLogger("lesionlens")
-
-
-class ExportError(RuntimeError):
-    """The export failed validation (details in validation.json)."""
 
 
 @dataclass
@@ -56,7 +57,7 @@ def _pixels(paths_labels: list[tuple[Path, int]], spec: PreprocessSpec, limit: i
         if len(pixels) >= limit:
             break
         try:
-            pixels.append(resize_to_spec(decode_image(path), spec))
+            pixels.append(resize_to_spec(decode_for(path, spec), spec))
             labels.append(label)
         except ImageDecodeError:
             continue
@@ -65,37 +66,29 @@ def _pixels(paths_labels: list[tuple[Path, int]], spec: PreprocessSpec, limit: i
     return np.stack(pixels), np.array(labels)
 
 
-def real_images(run: Path, meta: dict, options: ExportOptions, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def real_images(run: RunDir, meta: RunMetadata, options: ExportOptions,
+                splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Up to max_images real, labelled images: from --data, else the run's splits.csv."""
-    spec, classes = spec_of(meta), meta["classes"]
     if options.data:
-        dataset = restrict_to_classes(read_dataset(options.data, options.image_root), classes)
+        dataset = restrict_to_classes(read_dataset(options.data, options.image_root), meta.classes)
         items = [(s.path, s.label) for s in dataset.samples]
         rng = np.random.default_rng(0)
         items = [items[i] for i in rng.permutation(len(items))]
     else:
-        items = []
-        splits_csv = run / "splits.csv"
-        if splits_csv.is_file():
-            with open(splits_csv, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if r["split"] in splits and r["label"] in classes]
-            items = [(Path(r["image"]), classes.index(r["label"])) for r in rows]
-    return _pixels(items, spec, options.max_images)
+        items = [(s.path, s.label) for s in run.read_splits(meta.classes, splits)] if run.splits_file.is_file() else []
+    return _pixels(items, meta.preprocessing, options.max_images)
 
 
-def build_metadata(meta: dict, options: ExportOptions, input_format: str, precision: str) -> ModelMetadata:
+def build_metadata(meta: RunMetadata, options: ExportOptions, input_format: str, precision: str) -> ModelMetadata:
     import onnx
     import onnxruntime
 
-    classes = meta["classes"]
-    positive = meta.get("positive_class")
-    policy = FlagPolicy(positive, classes.index(positive) if positive else None, meta.get("decision_threshold"),
-                        options.min_confidence)
+    policy = FlagPolicy(meta.positive_class, meta.positive_index, meta.decision_threshold, options.min_confidence)
     return ModelMetadata(
-        classes=classes, preprocessing=spec_of(meta), flag_policy=policy, arch=meta["arch"],
-        weights_sha256=meta["weights_sha256"], input_format=input_format, precision=precision,
+        classes=meta.classes, preprocessing=meta.preprocessing, flag_policy=policy, arch=meta.arch,
+        weights_sha256=meta.weights_sha256, input_format=input_format, precision=precision,
         versions={**versions(), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                  "trained_with": meta.get("versions", {})},
+                  "trained_with": meta.versions},
         opset=options.opset,
     )
 
@@ -115,19 +108,36 @@ def attach_metadata(path: Path, metadata: ModelMetadata) -> None:
 
 def export_run(run: Path, out: Path, options: ExportOptions = ExportOptions()) -> dict:
     """Export and validate; returns the validation report (also written to out/validation.json).
-    Raises ExportError if any variant misses its bounds; its file is renamed *.rejected.onnx."""
-    run, out = Path(run), Path(out)
+    Raises ExportError if any variant misses its bounds; nothing in `out` is replaced then."""
+    run, out = RunDir(run), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, meta = load_run(run)
-    spec = spec_of(meta)
-    probes = [random_probe(spec)]
-    val_pixels, val_labels = real_images(run, meta, options, ("val", "test"))
-    if len(val_pixels):
-        probes.append(Probe(val_pixels, val_labels, f"{len(val_pixels)} real images"))
-    else:
-        log.warning("no real images found for validation (run's splits.csv images missing and no --data); "
-                    "validating on random inputs only")
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        report, failed = _build(run, staging, options)
+        if failed:
+            for name in failed:
+                shutil.move(str(staging / name), str(out / name.replace(".onnx", ".rejected.onnx")))
+            write_json(out / "validation.rejected.json", report)
+            raise ExportError(f"{', '.join(failed)} failed validation (see {display_path(out / 'validation.rejected.json')}); "
+                              f"the models already in {display_path(out)} were left as they were")
+        for item in sorted(staging.iterdir()):
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+        (out / "validation.rejected.json").unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if options.triton_repo:
+        from .triton import write_triton_repo
 
+        best = report["triton_model"]
+        report["triton"] = {"config": str(write_triton_repo(out / best, options.triton_repo)), "model": best}
+        write_json(out / "validation.json", report)
+    return report
+
+
+def _plans(options: ExportOptions) -> list[tuple[str, str, str]]:
     plans = [("model.onnx", "float32_nchw", "fp32")]
     if options.fp16:
         plans.append(("model.fp16.onnx", "float32_nchw", "fp16"))
@@ -137,22 +147,35 @@ def export_run(run: Path, out: Path, options: ExportOptions = ExportOptions()) -
             plans.append(("model.uint8.fp16.onnx", "uint8_nhwc", "fp16"))
     if options.int8:
         plans.append(("model.int8.onnx", "float32_nchw", "int8"))
+    return plans
 
-    report: dict = {"run": str(run), "arch": meta["arch"], "weights_sha256": meta["weights_sha256"],
+
+def _build(run: RunDir, folder: Path, options: ExportOptions) -> tuple[dict, list[str]]:
+    """Every variant into `folder`, each validated; (report, names that failed)."""
+    model, meta = load_run(run)
+    spec = meta.preprocessing
+    probes = [random_probe(spec)]
+    val_pixels, val_labels = real_images(run, meta, options, ("val", "test"))
+    if len(val_pixels):
+        probes.append(Probe(val_pixels, val_labels, f"{len(val_pixels)} real images"))
+    else:
+        log.warning("no real images found for validation (run's splits.csv images missing and no --data); "
+                    "validating on random inputs only")
+    report: dict = {"run": str(run.path), "arch": meta.arch, "weights_sha256": meta.weights_sha256,
                     "probes": [p.source for p in probes], "variants": {}}
     failed = []
-    for name, input_format, precision in plans:
-        path = out / name
+    for name, input_format, precision in _plans(options):
+        path = folder / name
         if precision == "fp32":
             module = ProbabilityHead(model) if input_format == "float32_nchw" else Uint8Input(model, spec.mean, spec.std)
             example = (torch.zeros(2, 3, spec.size, spec.size) if input_format == "float32_nchw"
                        else torch.zeros(2, spec.size, spec.size, 3, dtype=torch.uint8))
             export_graph(module, example, path, options.opset)
         elif precision == "fp16":
-            convert_fp16(out / ("model.onnx" if input_format == "float32_nchw" else "model.uint8.onnx"), path)
+            convert_fp16(folder / ("model.onnx" if input_format == "float32_nchw" else "model.uint8.onnx"), path)
         else:
             calib, _ = real_images(run, meta, options, ("train",))
-            quantize_int8(out / "model.onnx", path, calib, spec)
+            quantize_int8(folder / "model.onnx", path, calib, spec)
         attach_metadata(path, build_metadata(meta, options, input_format, precision))
         result = validate_variant(path, model, spec, precision, probes)
         report["variants"][name] = result
@@ -163,16 +186,9 @@ def export_run(run: Path, out: Path, options: ExportOptions = ExportOptions()) -
         elif precision == "int8" and result["min_top1_agreement"] < 0.98:
             log.warning("%s agrees with fp32 on only %.1f%% of top-1 predictions; check the accuracy change in "
                         "validation.json before using it", name, 100 * result["min_top1_agreement"])
-    for name in failed:
-        (out / name).replace(out / name.replace(".onnx", ".rejected.onnx"))
-    if options.triton_repo and not failed:
-        best = "model.uint8.fp16.onnx" if options.uint8_input and options.fp16 else (
-            "model.uint8.onnx" if options.uint8_input else "model.fp16.onnx" if options.fp16 else "model.onnx")
-        from .triton import write_triton_repo
-
-        report["triton"] = {"config": str(write_triton_repo(out / best, options.triton_repo)), "model": best}
+    names = [name for name, _, _ in _plans(options)]
+    report["triton_model"] = next(n for n in ("model.uint8.fp16.onnx", "model.uint8.onnx", "model.fp16.onnx",
+                                              "model.onnx") if n in names)
     report["passed"] = not failed
-    write_json(out / "validation.json", report)
-    if failed:
-        raise ExportError(f"{', '.join(failed)} failed validation (see {out / 'validation.json'})")
-    return report
+    write_json(folder / "validation.json", report)
+    return report, failed

@@ -7,32 +7,71 @@ import csv
 import glob
 import io
 import json
+import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
-from ..data.readers import IMAGE_EXTENSIONS
+from .._io import write_text
+from ..data.readers import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 from .classifier import Classifier, Prediction
 
 
-def expand_inputs(args: Sequence[str]) -> list[str]:
-    """Folders give their image files (recursively, sorted; like the dataset reader, subfolders
-    starting with "_" or "." are skipped: masks, caches); globs are expanded here too (for
-    quoted patterns and shells that do not); anything else is kept as given, so a missing path
-    becomes an error row instead of vanishing."""
-    out: list[str] = []
+@dataclass
+class Inputs:
+    """What `expand_inputs` found: every entry to report on (in order), each with an error when
+    it cannot even be tried, and the files it passed over on purpose (not image files)."""
+
+    entries: list[tuple[str, Optional[str]]] = field(default_factory=list)  # (path, error or None)
+    not_images: list[str] = field(default_factory=list)
+
+
+def _is_candidate(path: str) -> bool:
+    suffix = os.path.splitext(path)[1].lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in UNSUPPORTED_IMAGE_EXTENSIONS
+
+
+def _walk_folder(root: str, found: Inputs) -> None:
+    """Every image-like file under `root`, sorted; subfolders starting with "_" or "." are
+    skipped (masks, caches), like the dataset reader. Unreadable folders, symlinked folders,
+    dangling and looping symlinks become entries with an error instead of vanishing."""
+    def unreadable(exc: OSError) -> None:
+        found.entries.append((exc.filename or root, f"cannot list folder ({exc.strerror or exc})"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=False):
+        dirs.sort()
+        for name in list(dirs):
+            full = os.path.join(folder, name)
+            if name.startswith(("_", ".")):
+                dirs.remove(name)
+            elif os.path.islink(full):
+                dirs.remove(name)
+                found.entries.append((full, "symbolic link to a folder, not followed"))
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            if _is_candidate(full) or os.path.islink(full):
+                found.entries.append((full, None))  # decoding says why a link is dangling or loops
+            else:
+                found.not_images.append(full)
+
+
+def expand_inputs(args: Sequence[str]) -> Inputs:
+    """Folders give their image files (recursively); globs are expanded here too (for quoted
+    patterns and shells that do not); anything else is kept as given, so a missing path becomes
+    an error row instead of vanishing."""
+    found = Inputs()
     for arg in args:
-        path = Path(arg)
-        if path.is_dir():
-            out.extend(str(p) for p in sorted(path.rglob("*"))
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                       and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts[:-1]))
-        elif not path.exists() and glob.has_magic(arg):
-            matches = [m for m in sorted(glob.glob(arg, recursive=True)) if Path(m).is_file()]
-            out.extend(matches or [arg])
+        if os.path.isdir(arg) and not os.path.islink(arg.rstrip("/") or "/"):
+            _walk_folder(arg, found)
+        elif os.path.isdir(arg):
+            _walk_folder(os.path.join(arg, ""), found)  # a symlinked folder named on the command line
+        elif not os.path.lexists(arg) and glob.has_magic(arg):
+            matches = [m for m in sorted(glob.glob(arg, recursive=True)) if not os.path.isdir(m)]
+            found.entries.extend((m, None) for m in (matches or [arg]))
         else:
-            out.append(arg)
-    return out
+            found.entries.append((arg, None))
+    return found
 
 
 def _csv_rows(predictions: list[Prediction], classes: list[str]):
@@ -54,23 +93,20 @@ def write_results(predictions: list[Prediction], classes: list[str], out: Option
     if out is None:
         stream.write(buffer.getvalue())
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(buffer.getvalue())
-        tmp.replace(out)
+        write_text(out, buffer.getvalue())
 
 
 def predict_paths(model: Path, inputs: Sequence[str], out: Optional[Path], provider: str = "auto",
-                  batch_size: int = 32, progress: bool = True) -> tuple[list[Prediction], Classifier]:
+                  batch_size: int = 32, progress: bool = True) -> tuple[list[Prediction], Classifier, Inputs]:
+    """One Prediction per entry found, in order (an error row for each that could not be read)."""
+    from tqdm.auto import tqdm
+
     classifier = Classifier(model, providers=provider, max_batch=batch_size)
-    paths = expand_inputs(inputs)
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional for the runtime extra
-        tqdm = None
-    bar = tqdm(total=len(paths), desc="predicting", disable=not progress, file=sys.stderr) if tqdm else None
-    predictions = classifier.predict(paths, on_batch=bar.update if bar else None)
-    if bar:
-        bar.close()
+    found = expand_inputs(inputs)
+    readable = [path for path, error in found.entries if error is None]
+    with tqdm(total=len(readable), desc="predicting", disable=not progress, file=sys.stderr) as bar:
+        classified = iter(classifier.predict(readable, on_batch=bar.update))
+    predictions = [next(classified) if error is None else Prediction(path, error=error)
+                   for path, error in found.entries]
     write_results(predictions, classifier.classes, out)
-    return predictions, classifier
+    return predictions, classifier, found

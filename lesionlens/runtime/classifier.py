@@ -21,8 +21,8 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..data.decode import ImageDecodeError, decode_image
-from ..data.preprocess import normalize, resize_to_spec
+from ..errors import ImageDecodeError, display_path
+from ..data.preprocess import decode_for, normalize, resize_to_spec
 from .metadata import MetadataError, ModelMetadata
 from .providers import CPU, provider_list
 
@@ -70,7 +70,7 @@ class Classifier:
 
         self.path = Path(model_path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: model file not found")
+            raise MetadataError(f"{display_path(self.path)}: model file not found")
         chosen, notes = provider_list(providers)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -79,14 +79,16 @@ class Classifier:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            raise MetadataError(f"{self.path}: onnxruntime cannot load this model ({exc})") from None
+            raise MetadataError(f"{display_path(self.path)}: onnxruntime cannot load this model ({exc})") from None
         self.provider = self.session.get_providers()[0]
         if providers in ("cuda", "tensorrt") and self.provider == CPU:
             reason = "; ".join(notes) or "onnxruntime fell back"
             message = f"{providers} requested, running on CPU instead: {reason}"
             warnings.warn(message, ProviderFallbackWarning, stacklevel=2)
             log.warning(message)
-        self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map,
+                                                 display_path(self.path))
+        self.metadata.check_graph(self.session.get_inputs(), self.session.get_outputs(), display_path(self.path))
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         self.uint8_input = graph_input.type == "tensor(uint8)"
@@ -111,7 +113,7 @@ class Classifier:
                 raise ImageDecodeError("<array>", f"expected an RGB uint8 array (H, W, 3), got {image.dtype} {image.shape}")
             rgb = image
         else:
-            rgb = decode_image(image)
+            rgb = decode_for(image, self.spec)
         sized = resize_to_spec(rgb, self.spec)
         return sized if self.uint8_input else normalize(sized, self.spec)
 

@@ -15,13 +15,11 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ..data.preprocess import PreprocessSpec
+from ..errors import MetadataError
 
 FORMAT_VERSION = "1"
+INPUT_FORMATS = ("float32_nchw", "uint8_nhwc")
 REQUIRED_KEYS = ("lesionlens_format", "classes", "preprocessing", "flag_policy", "arch", "weights_sha256")
-
-
-class MetadataError(ValueError):
-    """An ONNX model lacks the lesionlens metadata (not exported by `lesionlens export`?)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,30 @@ class FlagPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "FlagPolicy":
+        if not isinstance(data, Mapping):
+            raise ValueError("flag_policy must be a JSON object")
         return cls(data.get("positive_class"), data.get("positive_index"), data.get("threshold"),
-                   float(data.get("min_confidence", 0.0)))
+                   data.get("min_confidence", 0.0))
+
+    def validate(self, classes: list[str]) -> None:
+        """ValueError unless the policy fits `classes`: a positive index in range naming the
+        positive class, probabilities as numbers in [0, 1]."""
+        if (self.positive_index is None) != (self.positive_class is None):
+            raise ValueError("flag_policy: positive_class and positive_index must be given together")
+        if self.positive_index is not None:
+            if not isinstance(self.positive_index, int) or isinstance(self.positive_index, bool) \
+                    or not 0 <= self.positive_index < len(classes):
+                raise ValueError(f"flag_policy: positive_index {self.positive_index!r} is out of range for "
+                                 f"{len(classes)} classes")
+            if classes[self.positive_index] != self.positive_class:
+                raise ValueError(f"flag_policy: positive_index {self.positive_index} is {classes[self.positive_index]!r}, "
+                                 f"not positive_class {self.positive_class!r}")
+        for name in ("threshold", "min_confidence"):
+            value = getattr(self, name)
+            if value is None and name == "threshold":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"flag_policy: {name} must be a number in [0, 1], got {value!r}")
 
     def reasons(self, probs: np.ndarray) -> list[str]:
         """Per row of probs (N, K): "" (not flagged), "positive", "uncertain" or both."""
@@ -78,6 +98,41 @@ class ModelMetadata:
     opset: Optional[int] = None
     extra: dict = field(default_factory=dict)
 
+    def validate(self) -> None:
+        """ValueError unless the metadata is consistent with itself."""
+        classes = self.classes
+        if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
+                or not all(isinstance(c, str) and c for c in classes)):
+            raise ValueError(f"classes must list >= 2 distinct names, got {classes!r}")
+        self.flag_policy.validate(classes)
+        if self.input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format {self.input_format!r} is not one of {INPUT_FORMATS}")
+
+    def check_graph(self, inputs, outputs, source: str = "model") -> None:
+        """MetadataError unless the graph matches: one input of the declared format and the
+        spec's size, a `probs` output with one column per class. `inputs`/`outputs` are
+        onnxruntime NodeArgs (name, type, shape)."""
+        def fail(reason: str) -> MetadataError:
+            return MetadataError(f"{source}: metadata does not match the graph: {reason}")
+
+        if len(inputs) != 1:
+            raise fail(f"expected one input, the graph has {len(inputs)}")
+        graph_input, size = inputs[0], self.preprocessing.size
+        uint8 = graph_input.type == "tensor(uint8)"
+        if uint8 != (self.input_format == "uint8_nhwc"):
+            raise fail(f"input is {graph_input.type} but input_format says {self.input_format}")
+        shape = list(graph_input.shape)
+        spatial = shape[1:3] if uint8 else shape[2:4]
+        if len(shape) != 4 or any(isinstance(d, int) and d != size for d in spatial):
+            raise fail(f"input shape {shape} does not take {size}x{size} images (preprocessing size)")
+        probs = {o.name: o for o in outputs}.get("probs")
+        if probs is None:
+            raise fail("no 'probs' output")
+        width = probs.shape[-1] if probs.shape else None
+        if isinstance(width, int) and width != len(self.classes):
+            raise fail(f"the graph outputs {width} class probabilities, the metadata names {len(self.classes)} "
+                       f"classes {self.classes}")
+
     def to_props(self) -> dict[str, str]:
         props = {
             "lesionlens_format": FORMAT_VERSION,
@@ -102,7 +157,7 @@ class ModelMetadata:
             raise MetadataError(f"{source}: missing lesionlens metadata {missing}; export it with `lesionlens export`")
         known = set(REQUIRED_KEYS) | {"decision_threshold", "input_format", "precision", "versions", "opset"}
         try:
-            return cls(
+            metadata = cls(
                 classes=json.loads(props["classes"]),
                 preprocessing=PreprocessSpec.from_json(props["preprocessing"]),
                 flag_policy=FlagPolicy.from_dict(json.loads(props["flag_policy"])),
@@ -114,5 +169,7 @@ class ModelMetadata:
                 opset=int(props["opset"]) if props.get("opset") else None,
                 extra={k: v for k, v in props.items() if k not in known},
             )
-        except (ValueError, KeyError, TypeError) as exc:
+            metadata.validate()
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MetadataError(f"{source}: malformed lesionlens metadata ({exc})") from None
+        return metadata

@@ -6,8 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data.decode import decode_image
-from ..data.preprocess import PreprocessSpec, normalize, preprocess, resize_to_spec
+from ..data.preprocess import PreprocessSpec, decode_for, normalize, preprocess, resize_to_spec
 from ..data.readers import Sample
 from .augment import augment
 
@@ -42,9 +41,9 @@ class LesionDataset(Dataset):
 
     def _pixels(self, index: int) -> np.ndarray:
         if self.cache is None:
-            return decode_image(self.samples[index].path)
+            return decode_for(self.samples[index].path, self.spec)
         if index not in self.cache:
-            rgb = decode_image(self.samples[index].path)
+            rgb = decode_for(self.samples[index].path, self.spec)
             # Training crops at random from a slightly larger view; evaluation caches the exact
             # geometric step of the shared preprocessing, so its output is unchanged.
             self.cache[index] = resize_to_spec(rgb, self._cache_spec if self.train else self.spec)

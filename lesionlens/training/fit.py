@@ -1,9 +1,8 @@
 """`train(config)`: data preparation, the epoch loop with checkpoints and early stopping, and the
-final run directory (model.safetensors, model.json, metrics.json, history.csv, plots/)."""
+final run directory (RunDir: weights, model.json, metrics.json, history.csv, plots/)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from dataclasses import asdict
@@ -14,19 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._io import sha256_file
 from ..data.preprocess import PreprocessSpec
-from ..data.readers import DatasetError, default_positive_class
-from .checkpoint import atomic_write, load_training_state, save_training_state, save_weights, write_json
+from ..data.readers import default_positive_class
+from ..errors import DatasetError, TrainingError, display_path
+from .checkpoint import MANIFEST, load_training_state, read_manifest, save_training_state, save_weights
 from .metrics import classification_metrics, roc_auc, threshold_for_sensitivity
 from .models import create_model
 from .prepare import PreparedData, load_prepared, prepare_data
-from .rundir import MODEL_FILE, META_FILE, versions
+from .rundir import RunDir, RunMetadata, versions
 from .trainer import (
-    CHECKPOINT_DIR,
     DistEnv,
     Stepper,
     TrainConfig,
-    TrainingError,
     _barrier,
     _broadcast,
     class_weights,
@@ -49,48 +48,37 @@ def _positive_index(classes: list[str], requested: Optional[str]) -> Optional[in
     return classes.index(name) if name else None
 
 
-def _start_or_resume(config: TrainConfig, run: Path) -> tuple[TrainConfig, bool]:
-    state = run / CHECKPOINT_DIR / "last.json"
+def _start_or_resume(config: TrainConfig, run: RunDir) -> tuple[TrainConfig, bool]:
+    state = run.checkpoint / MANIFEST
     if config.resume and state.is_file():
-        import json
-
-        saved = TrainConfig.from_dict(json.loads(state.read_text())["progress"]["config"])
+        saved = TrainConfig.from_dict(read_manifest(run.checkpoint)["progress"]["config"])
         # A resumed run keeps its data, model and schedule; only where and how long may change.
         for key in ("epochs", "device", "workers", "progress", "patience"):
-            setattr(saved, key, getattr(config, key))
+            if getattr(config, key) is not None:
+                setattr(saved, key, getattr(config, key))
         saved.resume = True
         return saved, True
     if config.resume:
-        log.info("--resume: nothing to resume in %s, starting a new run", run)
-    elif state.is_file() or (run / META_FILE).is_file():
-        raise TrainingError(f"{run} already holds a run; pass --resume to continue it or choose another --out")
+        log.info("--resume: nothing to resume in %s, starting a new run", display_path(run.path))
+    elif state.is_file() or run.is_finished():
+        raise TrainingError(f"{display_path(run.path)} already holds a run; pass --resume to continue it "
+                            "or choose another --out")
     if not config.data or not config.arch:
         raise TrainingError("--data and --arch are required for a new run")
-    return config, False
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-
-    if history:
-        atomic_write(path, write)
+    return config.with_recipe(), False
 
 
 def train(config: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None]] = None) -> Path:
     """Train one model into config.out; returns the run directory. `on_epoch_end(epoch, row)`
     is called after each epoch's checkpoint is safely on disk (progress reporting, tests)."""
-    run = Path(config.out)
+    run = RunDir(config.out)
     config, resuming = _start_or_resume(config, run)
     env = init_distributed(torch.device("cuda" if config.device == "cuda" else "cpu"))
     device = resolve_device(config.device, env)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     progress = config.progress and env.main
-    run.mkdir(parents=True, exist_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
 
     if env.main and not resuming:
         prepare_data(Path(config.data), run, Path(config.image_root) if config.image_root else None,
@@ -117,16 +105,18 @@ def train(config: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
 
     progress_state = {"epoch": 0, "history": [], "best_auc": -1.0, "best_epoch": 0, "stale_epochs": 0}
-    ckpt_dir = run / CHECKPOINT_DIR
+    scaler_state = None
     if resuming:
-        progress_state, _ = load_training_state(ckpt_dir, model, optimizer)
-        log.info("resuming %s after epoch %d", run, progress_state["epoch"])
+        progress_state, scaler_state = load_training_state(run.checkpoint, model, optimizer)
+        log.info("resuming %s after epoch %d", display_path(run.path), progress_state["epoch"])
     net = model
     if env.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     stepper = Stepper(net, optimizer, loss_fn, device,
                       lambda step: learning_rate(step, total_steps, warmup, config.lr))
     stepper.step_count = progress_state["epoch"] * steps_per_epoch
+    if scaler_state and stepper.scaler is not None:
+        stepper.scaler.load_state_dict(scaler_state)  # fp16 resumes exactly, loss scale included
 
     from tqdm.auto import tqdm
 
@@ -158,14 +148,15 @@ def train(config: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None
             improved = score > progress_state["best_auc"]
             if improved:
                 progress_state.update(best_auc=score, best_epoch=epoch, stale_epochs=0)
-                save_weights(model, run / MODEL_FILE)
+                save_weights(model, run.weights)
             else:
                 progress_state["stale_epochs"] += 1
             progress_state["history"].append(row)
             progress_state["epoch"] = epoch
             progress_state["config"] = asdict(config)
-            save_training_state(ckpt_dir, model, optimizer, {}, progress_state)
-            write_history(run / "history.csv", progress_state["history"])
+            save_training_state(run.checkpoint, model, optimizer, progress_state,
+                                None if stepper.scaler is None else stepper.scaler.state_dict())
+            run.write_history(progress_state["history"])
             log.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_auc %s  %s%.1fs", epoch, config.epochs,
                      row["train_loss"], row["val_loss"], row["val_roc_auc"], "(best) " if improved else "",
                      row["seconds"])
@@ -179,23 +170,21 @@ def train(config: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None
     _barrier(env)
     if env.world > 1:
         torch.distributed.destroy_process_group()
-    return run
+    return run.path
 
 
-def finalize(run: Path, config: TrainConfig, data: PreparedData, positive: Optional[int],
+def finalize(run: RunDir, config: TrainConfig, data: PreparedData, positive: Optional[int],
              spec: PreprocessSpec, device: torch.device, progress: bool, distributed: dict) -> dict:
     """Reload the best epoch, choose the decision threshold on validation, score val (and a
     test split if there is one), and write metrics.json, plots/ and model.json (last: its
     presence marks a finished run)."""
-    import json
-
-    from .checkpoint import load_weights, sha256_file
+    from .checkpoint import load_weights
     from .plots import plot_confusion, plot_history, plot_roc
 
-    state = json.loads((run / CHECKPOINT_DIR / "last.json").read_text())["progress"]
+    state = read_manifest(run.checkpoint)["progress"]
     classes = data.classes
     model = create_model(config.arch, len(classes)).to(device)
-    load_weights(model, run / MODEL_FILE)
+    load_weights(model, run.weights, config.arch)
     metrics: dict = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"]}
     threshold = None
     for split in ("val", "test"):
@@ -209,31 +198,29 @@ def finalize(run: Path, config: TrainConfig, data: PreparedData, positive: Optio
         metrics[split] = classification_metrics(labels, probs, classes, positive, threshold)
         metrics[split]["loss"] = loss
         if split == "val":
-            plots = run / "plots"
-            plots.mkdir(exist_ok=True)
-            plot_history(state["history"], plots / "history.png")
-            plot_roc(labels, probs, classes, plots / "roc.png")
-            plot_confusion(metrics[split]["confusion_matrix"], classes, plots / "confusion_matrix.png")
-    write_json(run / "metrics.json", metrics)
-    meta = {
-        "arch": config.arch,
-        "classes": classes,
-        "positive_class": classes[positive] if positive is not None else None,
-        "preprocessing": spec.to_dict(),
-        "decision_threshold": threshold,
-        "target_sensitivity": config.target_sensitivity,
-        "weights_file": MODEL_FILE,
-        "weights_sha256": sha256_file(run / MODEL_FILE),
-        "versions": versions(),
-        "config": {k: v for k, v in asdict(config).items() if k != "progress"},
-        "data": {k: v for k, v in data.summary.items()},
-        "metrics": {split: {k: metrics[split].get(k) for k in ("roc_auc", "accuracy", "balanced_accuracy",
-                                                                "sensitivity", "specificity")}
-                    for split in ("val", "test") if split in metrics},
-        "best_epoch": state["best_epoch"],
-        "distributed": distributed,
-    }
-    write_json(run / META_FILE, meta)
-    log.info("run written to %s (best epoch %d, val ROC-AUC %s)", run, state["best_epoch"],
+            run.plots.mkdir(exist_ok=True)
+            plot_history(state["history"], run.plots / "history.png")
+            plot_roc(labels, probs, classes, run.plots / "roc.png")
+            plot_confusion(metrics[split]["confusion_matrix"], classes, run.plots / "confusion_matrix.png")
+    run.write_metrics(metrics)
+    run.write_metadata(RunMetadata(
+        arch=config.arch,
+        classes=classes,
+        positive_class=classes[positive] if positive is not None else None,
+        preprocessing=spec,
+        decision_threshold=threshold,
+        target_sensitivity=config.target_sensitivity,
+        weights_file=RunDir.WEIGHTS,
+        weights_sha256=sha256_file(run.weights),
+        versions=versions(),
+        config={k: v for k, v in asdict(config).items() if k != "progress"},
+        data=dict(data.summary),
+        metrics={split: {k: metrics[split].get(k) for k in ("roc_auc", "accuracy", "balanced_accuracy",
+                                                             "sensitivity", "specificity")}
+                 for split in ("val", "test") if split in metrics},
+        best_epoch=state["best_epoch"],
+        distributed=distributed,
+    ))
+    log.info("run written to %s (best epoch %d, val ROC-AUC %s)", display_path(run.path), state["best_epoch"],
              metrics["val"].get("roc_auc"))
     return metrics

@@ -1,33 +1,17 @@
-"""The three architectures, from one factory over a registry (timm's shape: each model defined
-once, configured by arguments).
-
-- `resnet50`: timm ResNet50.
-- `attention_resnet50`: ResNet50 features + gated attention pooling (Ilse et al. 2018) over the
-  spatial positions of the last feature map; the attention map is kept for the explainers.
-- `efficientnet_b0_relu`: timm EfficientNet-B0 with ReLU for SiLU, because LRP's rules assume
-  piecewise-linear activations.
-"""
+"""`create_model`: one factory over the architecture specs (architectures.py), plus the modules
+of our own architecture (gated attention pooling over a timm ResNet50) and safetensors-only
+loading of local pretrained weights."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
-import timm
 import torch
 from torch import nn
 
-from .names import ARCHITECTURES
-
-REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register(name: str):
-    def wrap(fn):
-        REGISTRY[name] = fn
-        return fn
-
-    return wrap
+from ..errors import UsageError
+from .architectures import ArchitectureSpec, architectures, get_spec  # noqa: F401 (re-exported)
 
 
 class GatedAttentionPool(nn.Module):
@@ -74,24 +58,6 @@ class AttentionResNet(nn.Module):
         return logits, self.pool.last_attention
 
 
-@register("resnet50")
-def _resnet50(num_classes: int, imagenet: bool) -> nn.Module:
-    return timm.create_model("resnet50", pretrained=imagenet, num_classes=num_classes)
-
-
-@register("attention_resnet50")
-def _attention_resnet50(num_classes: int, imagenet: bool) -> nn.Module:
-    backbone = timm.create_model("resnet50", pretrained=imagenet, num_classes=0, global_pool="")
-    return AttentionResNet(backbone, num_classes)
-
-
-@register("efficientnet_b0_relu")
-def _efficientnet_b0_relu(num_classes: int, imagenet: bool) -> nn.Module:
-    # ImageNet weights were learnt with SiLU; they still load (same shapes) and fine-tune well
-    # from there, but expect a few epochs before the ReLU network catches up.
-    return timm.create_model("efficientnet_b0", pretrained=imagenet, num_classes=num_classes, act_layer="relu")
-
-
 def _init_classifier(layer: nn.Linear) -> None:
     """Small classifier weights for every architecture. timm's EfficientNet init scales the
     classifier by 1/sqrt(num_classes): with 2 classes its first logits have a std of ~5 and
@@ -100,11 +66,18 @@ def _init_classifier(layer: nn.Linear) -> None:
     nn.init.zeros_(layer.bias)
 
 
-def architectures() -> list[str]:
-    return sorted(REGISTRY)
+def spec_of_model(model: nn.Module) -> ArchitectureSpec:
+    """The spec a model was built from (create_model records its name on the model, as timm
+    records `pretrained_cfg`)."""
+    name = getattr(model, "lesionlens_arch", None)
+    if name is None:
+        raise UsageError(f"{type(model).__name__} was not built by lesionlens.training.create_model; "
+                         "its architecture spec is unknown")
+    return get_spec(name)
 
 
-assert set(REGISTRY) == set(ARCHITECTURES), "names.ARCHITECTURES must list every registered model"
+def classifier_of(model: nn.Module) -> nn.Linear:
+    return model.get_submodule(spec_of_model(model).classifier)
 
 
 def create_model(arch: str, num_classes: int, pretrained: Union[None, str, Path] = None) -> nn.Module:
@@ -115,13 +88,12 @@ def create_model(arch: str, num_classes: int, pretrained: Union[None, str, Path]
     lesionlens state dict; classifier weights of another shape are skipped). Pickled checkpoints
     are refused: loading one runs arbitrary code.
     """
-    if arch not in REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {architectures()}")
+    spec = get_spec(arch)
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    imagenet = pretrained == "imagenet"
-    model = REGISTRY[arch](num_classes, imagenet)
-    _init_classifier(model.get_classifier() if hasattr(model, "get_classifier") else model.classifier)
+        raise UsageError(f"num_classes must be >= 2, got {num_classes}")
+    model = spec.build(num_classes, pretrained == "imagenet")
+    model.lesionlens_arch = spec.name
+    _init_classifier(classifier_of(model))
     if pretrained not in (None, "imagenet"):
         load_pretrained_weights(model, Path(pretrained))
     return model
@@ -130,16 +102,16 @@ def create_model(arch: str, num_classes: int, pretrained: Union[None, str, Path]
 def load_pretrained_weights(model: nn.Module, path: Path) -> dict:
     """Load a local safetensors state dict, skipping tensors whose shape does not match (the
     classifier of a model trained on other classes). Returns what was skipped and missing."""
-    from safetensors.torch import load_file
+    from .checkpoint import read_safetensors
 
     if path.suffix != ".safetensors":
-        raise ValueError(
+        raise UsageError(
             f"{path}: only .safetensors checkpoints are accepted (pickled .pth/.bin files can run "
             "code when loaded); convert with safetensors.torch.save_file(state_dict, ...)"
         )
     if not path.is_file():
-        raise ValueError(f"{path}: pretrained checkpoint not found")
-    state = load_file(str(path))
+        raise UsageError(f"{path}: pretrained checkpoint not found")
+    state = read_safetensors(path, UsageError)
     own = model.state_dict()
     # A timm backbone checkpoint loads into the attention model's `backbone.` too.
     if any(k.startswith("backbone.") for k in own) and not any(k.startswith("backbone.") for k in state):
@@ -148,6 +120,6 @@ def load_pretrained_weights(model: nn.Module, path: Path) -> dict:
     skipped = sorted(set(state) - set(usable))
     missing = sorted(set(own) - set(usable))
     if not usable:
-        raise ValueError(f"{path}: no tensor in the checkpoint fits this architecture")
+        raise UsageError(f"{path}: no tensor in the checkpoint fits this architecture")
     model.load_state_dict(usable, strict=False)
     return {"loaded": len(usable), "skipped": skipped, "missing": missing}

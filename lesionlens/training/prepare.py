@@ -7,22 +7,18 @@ images it started with.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..data.readers import DatasetError, LabeledImages, Sample, read_dataset
+from ..data.readers import LabeledImages, Sample, read_dataset
 from ..data.scan import scan_dataset
 from ..data.splits import split_dataset
-from .checkpoint import write_json
+from ..errors import DatasetError, display_path
+from .rundir import RunDir
 
 log = logging.getLogger("lesionlens")
-
-SPLITS_FILE = "splits.csv"
-SUMMARY_FILE = "data_summary.json"
 
 
 @dataclass
@@ -37,7 +33,7 @@ class PreparedData:
 
 def prepare_data(
     data: Path,
-    run: Path,
+    run: RunDir,
     image_root: Optional[Path] = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
@@ -53,7 +49,7 @@ def prepare_data(
         for path, reason in scan.unreadable[:20]:
             log.warning("  %s: %s", path, reason)
         if len(scan.unreadable) > 20:
-            log.warning("  ... and %d more (all listed in %s)", len(scan.unreadable) - 20, SUMMARY_FILE)
+            log.warning("  ... and %d more (all listed in %s)", len(scan.unreadable) - 20, RunDir.DATA_SUMMARY)
     readable = LabeledImages(scan.samples, dataset.classes, dataset.source, dataset.format)
     readable.require_trainable()
     split = split_dataset(scan.samples, scan.hashes, val_fraction, test_fraction, seed, max_hash_distance)
@@ -65,9 +61,9 @@ def prepare_data(
             dup["cross_split_duplicate_pairs"], dup["held_out_images_with_train_duplicate"],
             100 * dup["held_out_duplicate_fraction"],
         )
-    run = Path(run)
-    split.write_csv(run / SPLITS_FILE, dataset.classes)
-    split.write_duplicates_csv(run / "duplicates.csv")
+    run = RunDir(run)
+    run.write_splits(split.samples, dataset.classes)
+    run.write_duplicates(split.duplicate_rows())
     summary = {
         "source": dataset.source,
         "format": dataset.format,
@@ -83,18 +79,16 @@ def prepare_data(
             for name in sorted({s.split for s in split.samples})
         },
     }
-    write_json(run / SUMMARY_FILE, summary)
+    run.write_summary(summary)
     return PreparedData(dataset.classes, split.samples, summary)
 
 
-def load_prepared(run: Path) -> PreparedData:
+def load_prepared(run: RunDir) -> PreparedData:
     """Read back what prepare_data wrote (for --resume and for DDP ranks other than 0)."""
-    run = Path(run)
-    summary = json.loads((run / SUMMARY_FILE).read_text())
+    run = RunDir(run)
+    summary = run.read_summary()
     classes = summary["classes"]
-    index = {c: i for i, c in enumerate(classes)}
-    with open(run / SPLITS_FILE, newline="") as fh:
-        samples = [Sample(Path(r["image"]), index[r["label"]], r["group"] or None, r["split"]) for r in csv.DictReader(fh)]
+    samples = run.read_splits(classes)
     if not samples:
-        raise DatasetError(f"{run / SPLITS_FILE}: no samples")
+        raise DatasetError(f"{display_path(run.splits_file)}: no samples")
     return PreparedData(classes, samples, summary)

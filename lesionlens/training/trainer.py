@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -16,45 +16,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..errors import TrainingError
+from .config import TrainConfig  # noqa: F401 (re-exported: the loop's configuration)
 from .dataset import LesionDataset
 
 log = logging.getLogger("lesionlens")
-CHECKPOINT_DIR = "checkpoint"
-
-
-@dataclass
-class TrainConfig:
-    data: Optional[str]
-    arch: str
-    out: str
-    epochs: int = 10
-    image_size: int = 224
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    pretrained: Optional[str] = None
-    resume: bool = False
-    target_sensitivity: float = 0.9
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    patience: int = 5
-    workers: int = -1  # -1: none on a <= 2-core CPU machine (images cached), else up to 8
-    image_root: Optional[str] = None
-    positive_class: Optional[str] = None
-    balance: str = "weights"  # "weights": inverse-frequency class weights in the loss; "none"
-    progress: bool = True
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or continue as configured."""
 
 
 # ---- distributed ---------------------------------------------------------------------------

@@ -1,0 +1,181 @@
+"""`Explainer(model, method, **options)`: one object that owns a model prepared for one method.
+
+    with Explainer(model, "crp", classes=classes, concepts=4) as explainer:
+        explanations = explainer.explain(images)            # (B, 3, H, W) preprocessed
+    explain(model, image, method="lrp")                       # the one-shot call (api.py)
+
+Preparing is the expensive part (canonizers, the fast engine's patches or zennit's hooks), so
+long-lived users (the sidecar, the demo, explain-eval, the benchmarks) build one explainer per
+method and keep it. By default the explainer works on its own copy of the model and never
+touches the caller's; `copy=False` (the one-shot call) prepares the caller's model in place and
+restores it on `close()`.
+
+Options are explicit keywords, validated against the method: a typo is a TypeError, and an
+option that does not apply to the method (`concepts` for lrp) is an ExplainError.
+"""
+
+from __future__ import annotations
+
+import copy as copying
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ExplainError
+from .methods import METHODS
+
+ENGINES = ("fast", "zennit")
+FAST_ENGINE_COMPOSITES = ("epsilon_plus_flat",)  # the rules fast_lrp implements
+DEFAULT_CONCEPTS = 8
+OPTIONS = {"lrp": {"engine"}, "crp": {"engine", "concepts", "layer"}, "gradcam": set(), "attention": set()}
+
+
+class Explainer:
+    def __init__(self, model: torch.nn.Module, method: str = "lrp", *, classes: Optional[Sequence[str]] = None,
+                 engine: Optional[str] = None, concepts: Optional[int] = None, layer: Optional[str] = None,
+                 copy: bool = True):
+        from ..training.models import spec_of_model
+
+        if method not in METHODS:
+            raise ExplainError(f"unknown method {method!r}; use one of {sorted(METHODS)}")
+        self.spec = spec_of_model(model)
+        if method not in self.spec.methods:
+            raise ExplainError(f"method {method!r} needs an architecture with an attention head "
+                               f"(e.g. attention_resnet50); {self.spec.name} supports {list(self.spec.methods)}")
+        given = {name for name, value in (("engine", engine), ("concepts", concepts), ("layer", layer))
+                 if value is not None}
+        stray = sorted(given - OPTIONS[method])
+        if stray:
+            raise ExplainError(f"option(s) {stray} do not apply to method {method!r}")
+        self.method = method
+        self.classes = list(classes) if classes else None
+        self.engine = engine or "fast"
+        if self.engine not in ENGINES:
+            raise ExplainError(f"unknown engine {self.engine!r}: use one of {ENGINES}")
+        if self.engine == "fast" and self.spec.composite not in FAST_ENGINE_COMPOSITES:
+            raise ExplainError(f"the fast engine implements {FAST_ENGINE_COMPOSITES}, not {self.spec.composite!r}; "
+                               "use engine='zennit'")
+        self.layer = layer or self.spec.default_concept_layer
+        self.model = copying.deepcopy(model) if copy else model
+        self.model.eval()
+        if method == "crp":
+            self.channels = self._layer_channels(self.layer)
+            self.concepts = self.check_concepts(DEFAULT_CONCEPTS if concepts is None else concepts)
+        self._restore = None
+        self._prepare()
+
+    # ---- lifetime --------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        if self.method not in ("lrp", "crp"):
+            return  # plain autograd: nothing to prepare
+        if self.engine == "fast":
+            from .fast_lrp import fast_lrp
+
+            context = fast_lrp(self.model)
+            context.__enter__()
+            self._restore = lambda: context.__exit__(None, None, None)
+        else:
+            from .lrp import default_composite
+
+            composite = default_composite(self.model)
+            composite.register(self.model)
+            self._restore = composite.remove
+
+    def close(self) -> None:
+        """Undo the preparation (the model is restored exactly); idempotent."""
+        restore, self._restore = self._restore, None
+        if restore is not None:
+            restore()
+
+    def __enter__(self) -> "Explainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _layer_channels(self, layer: str) -> int:
+        try:
+            module = self.model.get_submodule(layer)
+        except AttributeError:
+            raise ExplainError(f"no layer {layer!r} in {self.spec.name}; its CRP layers are "
+                               f"{list(self.spec.concept_layers)}") from None
+        channels = getattr(module, "out_channels", None) or getattr(module, "num_features", None)
+        if channels is None:  # a block: ask its output
+            children = [m for m in module.modules() if hasattr(m, "out_channels")]
+            channels = children[-1].out_channels if children else None
+        if channels is None:
+            raise ExplainError(f"layer {layer!r} has no channels to take concepts from")
+        return int(channels)
+
+    def check_concepts(self, concepts) -> int:
+        if isinstance(concepts, bool) or not isinstance(concepts, (int, np.integer)) \
+                or not 1 <= concepts <= self.channels:
+            raise ExplainError(f"concepts must be a whole number from 1 to {self.channels} "
+                               f"(the channels of {self.layer}), got {concepts!r}")
+        return int(concepts)
+
+    # ---- work ------------------------------------------------------------------------------
+    def explain(self, images, targets: Optional[Sequence[Optional[int]]] = None, *,
+                concepts: Optional[int] = None) -> list:
+        """One Explanation per image of a preprocessed batch (B, 3, H, W) (or one image (3, H, W)).
+        targets: a class index per image, None for "the predicted class" (the default for all).
+        concepts: crp only, overrides the explainer's number for this call."""
+        from .api import Explanation
+        from .targets import PREDICTED
+
+        if self.method in ("lrp", "crp") and self._restore is None:
+            raise ExplainError("this explainer is closed")
+        if concepts is not None and self.method != "crp":
+            raise ExplainError(f"option 'concepts' does not apply to method {self.method!r}")
+        device = next(self.model.parameters()).device
+        x = _as_batch(images).to(device)
+        num_classes = len(self.classes) if self.classes else None
+        for t in targets or []:
+            if t is not None and (int(t) < 0 or (num_classes and int(t) >= num_classes)):
+                known = f"{num_classes} classes ({self.classes})" if num_classes else "class indices from 0"
+                raise ExplainError(f"target out of range: {int(t)}; the model has {known}")
+        if targets is not None and len(targets) != len(x):
+            raise ExplainError(f"{len(targets)} targets for {len(x)} images")
+        wanted = None if targets is None else torch.as_tensor(
+            [PREDICTED if t is None else int(t) for t in targets], dtype=torch.long, device=device)
+        try:
+            result = self._run(x, wanted, concepts)
+        except ValueError as exc:  # targets.resolve_targets: out of range for the model's logits
+            raise ExplainError(str(exc)) from None
+        probs = torch.softmax(result.logits.float(), 1)
+        classes = self.classes or [str(i) for i in range(probs.shape[1])]
+        explanations = []
+        for i in range(len(x)):
+            p = probs[i].cpu().numpy()
+            target = int(result.targets[i])
+            explanations.append(Explanation(
+                heatmap=result.heatmaps[i].detach().float().cpu().numpy(),
+                method=self.method, target=target, target_label=classes[target],
+                prediction={"label": classes[int(p.argmax())], "index": int(p.argmax()),
+                            "probabilities": {c: float(v) for c, v in zip(classes, p)}},
+                concepts=result.concepts[i] if result.concepts else [],
+                info=dict(result.info, arch=self.spec.name),
+            ))
+        return explanations
+
+    def _run(self, x: torch.Tensor, targets, concepts: Optional[int]):
+        run = METHODS[self.method]
+        if self.method == "lrp":
+            return run(self.model, x, targets, engine=self.engine)
+        if self.method == "crp":
+            count = self.concepts if concepts is None else self.check_concepts(concepts)
+            return run(self.model, x, targets, engine=self.engine, concepts=count, layer=self.layer)
+        if self.method == "gradcam":
+            return run(self.model, x, targets, layer=self.spec.gradcam_layer)
+        return run(self.model, x, targets, module=self.spec.attention)
+
+
+def _as_batch(image) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image, dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ExplainError(f"expected a preprocessed image (3, H, W) or batch (B, 3, H, W), got {tuple(x.shape)}")
+    return x
