@@ -104,3 +104,14 @@ def test_explainer_options_are_explicit_and_the_model_is_restored():
     in_place.close()
     assert not any("forward" in vars(m) for m in model.modules())  # ... and restored exactly
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_light_modules_stay_light():
+    """The sidecar's service module, the specs, the run contract and the CLI parser load
+    without torch (the sidecar validates a run before torch is needed; --help is instant)."""
+    from conftest import assert_runs_without_heavy_imports
+
+    assert_runs_without_heavy_imports(
+        "import lesionlens.explain, lesionlens.explain.service, lesionlens.training.architectures, "
+        "lesionlens.training.rundir, lesionlens.training.config, lesionlens.errors, lesionlens._io; "
+        "from lesionlens.cli import build_parser; build_parser()")

@@ -55,8 +55,6 @@ def test_variants_are_validated_and_uint8_matches_float(exported, trained_run):
     variants = report["variants"]
     assert set(variants) == {"model.onnx", "model.fp16.onnx", "model.uint8.onnx", "model.uint8.fp16.onnx", "model.int8.onnx"}
     assert any("real images" in p for p in report["probes"])  # validated on the run's own images
-    assert variants["model.fp16.onnx"]["max_abs_probs_diff"] <= 1e-2
-    assert variants["model.fp16.onnx"]["min_top1_agreement"] >= 0.995
     assert any("accuracy_change" in c for c in variants["model.int8.onnx"]["checks"].values())
     # independent of validation.json: uint8 graph vs float graph on the same pixels
     spec = PreprocessSpec(size=32)
@@ -64,6 +62,10 @@ def test_variants_are_validated_and_uint8_matches_float(exported, trained_run):
     float_probs = _session(exported / "model.onnx").run(["probs"], {"image": np.stack([normalize(p, spec) for p in pixels])})[0]
     uint8_probs = _session(exported / "model.uint8.onnx").run(["probs"], {"image": pixels})[0]
     assert np.abs(float_probs - uint8_probs).max() <= 1e-4
+    # and fp16 against fp32, measured here rather than read back from validation.json
+    fp16_probs = _session(exported / "model.fp16.onnx").run(["probs"], {"image": np.stack([normalize(p, spec) for p in pixels])})[0]
+    assert np.abs(float_probs - fp16_probs).max() <= 1e-2
+    assert (float_probs.argmax(1) == fp16_probs.argmax(1)).all()
     assert onnx.load(str(exported / "model.fp16.onnx")).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
 
 
@@ -92,4 +94,4 @@ def test_out_of_bounds_export_fails_and_is_renamed(tmp_path, monkeypatch):
         export_run(run, tmp_path / "out", ExportOptions())
     assert not (tmp_path / "out" / "model.onnx").exists()
     assert (tmp_path / "out" / "model.rejected.onnx").exists()
-    assert json.loads((tmp_path / "out" / "validation.json").read_text())["passed"] is False
+    assert json.loads((tmp_path / "out" / "validation.rejected.json").read_text())["passed"] is False

@@ -34,13 +34,19 @@ def test_attention_head_exposes_a_normalised_map():
 def test_pretrained_path_loads_safetensors_and_refuses_pickles(tmp_path):
     source = create_model("resnet50", 5)
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    from lesionlens.training.models import load_pretrained_weights
+
     target = create_model("resnet50", 2, pretrained=tmp_path / "w.safetensors")
     assert torch.equal(target.conv1.weight, source.conv1.weight)
-    assert target.fc.weight.shape == (2, 2048)  # other-shaped classifier skipped, not forced
+    fresh = create_model("resnet50", 2)
+    report = load_pretrained_weights(fresh, tmp_path / "w.safetensors")
+    # the 5-class classifier is skipped (reported), not forced into the 2-class head
+    assert set(report["skipped"]) == {"fc.weight", "fc.bias"} and set(report["missing"]) == {"fc.weight", "fc.bias"}
+    assert not torch.equal(target.fc.weight, source.fc.weight[:2])
     attention = create_model("attention_resnet50", 2, pretrained=tmp_path / "w.safetensors")
     assert torch.equal(attention.backbone.conv1.weight, source.conv1.weight)
     (tmp_path / "w.pth").write_bytes(pickle.dumps({"x": 1}))
-    with pytest.raises(ValueError, match="only .safetensors"):
+    with pytest.raises(ValueError, match="only .safetensors"):  # UsageError is a ValueError
         create_model("resnet50", 2, pretrained=tmp_path / "w.pth")
 
 

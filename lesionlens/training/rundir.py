@@ -12,7 +12,7 @@ import csv
 import io
 import platform
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -156,7 +156,7 @@ class RunDir:
     # ---- model.json -------------------------------------------------------------------------
     def read_metadata(self) -> RunMetadata:
         if not self.path.is_dir():
-            raise RunError(f"{display_path(self.path)}: no such run directory")
+            raise RunError(f"{display_path(self.path)}: not a finished run directory (no such folder)")
         if not self.is_finished():
             raise RunError(f"{display_path(self.path)}: not a finished run directory ({self.METADATA} missing)")
         return RunMetadata.from_dict(read_json(self.metadata_file, RunError), display_path(self.metadata_file))
