@@ -26,9 +26,11 @@ def atomic_write(path: "os.PathLike | str", write: Callable[[Path], None]) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, _default_mode())  # mkstemp makes 0600; the result is an ordinary file
     try:
         write(Path(tmp))
+        # mkstemp makes 0600, and some writers (safetensors) recreate the file: set the mode of
+        # an ordinary new file after writing
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
