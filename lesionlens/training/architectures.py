@@ -115,10 +115,13 @@ def _build_efficientnet_b0_relu(num_classes: int, imagenet: bool):
     return timm.create_model("efficientnet_b0", pretrained=imagenet, num_classes=num_classes, act_layer="relu")
 
 
+# both ResNet50 variants train the same way
+RESNET_RECIPE = TrainingRecipe(epochs=10, image_size=224, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0)
+
 register(ArchitectureSpec(
     name="resnet50",
     build=_build_resnet50,
-    recipe=TrainingRecipe(epochs=10, image_size=224, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0),
+    recipe=RESNET_RECIPE,
     classifier="fc",
     gradcam_layer="layer4",
     concept_layers=("layer4.2.conv3", "layer4", "layer3"),
@@ -129,7 +132,7 @@ register(ArchitectureSpec(
 register(ArchitectureSpec(
     name="attention_resnet50",
     build=_build_attention_resnet50,
-    recipe=TrainingRecipe(epochs=10, image_size=224, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0),
+    recipe=RESNET_RECIPE,
     classifier="classifier",
     gradcam_layer="backbone.layer4",
     concept_layers=("backbone.layer4.2.conv3", "backbone.layer4", "backbone.layer3"),
