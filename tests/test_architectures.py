@@ -115,3 +115,22 @@ def test_light_modules_stay_light():
         "import lesionlens.explain, lesionlens.explain.service, lesionlens.training.architectures, "
         "lesionlens.training.rundir, lesionlens.training.config, lesionlens.errors, lesionlens._io; "
         "from lesionlens.cli import build_parser; build_parser()")
+
+
+def test_lrp_and_crp_can_share_one_prepared_copy():
+    from lesionlens.explain import Explainer
+
+    model = __import__("lesionlens.training", fromlist=["create_model"]).create_model("resnet50", 2).eval()
+    x = torch.randn(1, 3, 32, 32)
+    lrp = Explainer(model, "lrp")
+    crp = Explainer(model, "crp", concepts=2, share=lrp)
+    assert crp.model is lrp.model and lrp.model is not model
+    alone = Explainer(model, "crp", concepts=2)
+    assert np.allclose(crp.explain(x)[0].heatmap, alone.explain(x)[0].heatmap, atol=1e-6)
+    assert np.allclose(crp.explain(x)[0].heatmap, lrp.explain(x)[0].heatmap, atol=1e-6)  # same full map
+    with pytest.raises(ExplainError, match="share"):
+        Explainer(model, "crp", engine="zennit", share=lrp)
+    lrp.close()
+    with pytest.raises(ExplainError, match="closed"):
+        crp.explain(x)
+    alone.close()

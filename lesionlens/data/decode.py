@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Optional, Union
@@ -54,8 +55,6 @@ def check_readable_path(path: Path) -> None:
         if exc.errno == errno.ENOENT:
             raise ImageDecodeError(name, "file not found") from None
         raise ImageDecodeError(name, f"cannot read file ({exc.strerror})") from None
-    import stat
-
     if stat.S_ISDIR(info.st_mode):
         raise ImageDecodeError(name, "is a directory, not an image file")
     if not stat.S_ISREG(info.st_mode):

@@ -8,7 +8,8 @@ Preparing is the expensive part (canonizers, the fast engine's patches or zennit
 long-lived users (the sidecar, the demo, explain-eval, the benchmarks) build one explainer per
 method and keep it. By default the explainer works on its own copy of the model and never
 touches the caller's; `copy=False` (the one-shot call) prepares the caller's model in place and
-restores it on `close()`.
+restores it on `close()`. LRP and CRP need the same preparation, so one may borrow the other's
+prepared copy (`share=`): the sidecar holds one prepared copy for both, not two.
 
 Options are explicit keywords, validated against the method: a typo is a TypeError, and an
 option that does not apply to the method (`concepts` for lrp) is an ExplainError.
@@ -34,7 +35,7 @@ OPTIONS = {"lrp": {"engine"}, "crp": {"engine", "concepts", "layer"}, "gradcam":
 class Explainer:
     def __init__(self, model: torch.nn.Module, method: str = "lrp", *, classes: Optional[Sequence[str]] = None,
                  engine: Optional[str] = None, concepts: Optional[int] = None, layer: Optional[str] = None,
-                 copy: bool = True):
+                 copy: bool = True, share: Optional["Explainer"] = None):
         from ..training.models import spec_of_model
 
         if method not in METHODS:
@@ -57,13 +58,21 @@ class Explainer:
             raise ExplainError(f"the fast engine implements {FAST_ENGINE_COMPOSITES}, not {self.spec.composite!r}; "
                                "use engine='zennit'")
         self.layer = layer or self.spec.default_concept_layer
-        self.model = copying.deepcopy(model) if copy else model
+        if share is not None:
+            if (method, share.method) not in {(a, b) for a in ("lrp", "crp") for b in ("lrp", "crp")} \
+                    or share.engine != self.engine or share.closed:
+                raise ExplainError("only an open lrp/crp explainer on the same engine can share its prepared model")
+            self.model = share.model  # prepared already; its owner restores it
+        else:
+            self.model = copying.deepcopy(model) if copy else model
         self.model.eval()
         if method == "crp":
             self.channels = self._layer_channels(self.layer)
             self.concepts = self.check_concepts(DEFAULT_CONCEPTS if concepts is None else concepts)
         self._restore = None
-        self._prepare()
+        self._share = share
+        if share is None:
+            self._prepare()
 
     # ---- lifetime --------------------------------------------------------------------------
     def _prepare(self) -> None:
@@ -82,8 +91,15 @@ class Explainer:
             composite.register(self.model)
             self._restore = composite.remove
 
+    @property
+    def closed(self) -> bool:
+        if self._share is not None:
+            return self._share.closed
+        return self.method in ("lrp", "crp") and self._restore is None
+
     def close(self) -> None:
-        """Undo the preparation (the model is restored exactly); idempotent."""
+        """Undo the preparation (the model is restored exactly); idempotent. An explainer that
+        borrowed another's model leaves it to that one."""
         restore, self._restore = self._restore, None
         if restore is not None:
             restore()
@@ -125,7 +141,7 @@ class Explainer:
         from .api import Explanation
         from .targets import PREDICTED
 
-        if self.method in ("lrp", "crp") and self._restore is None:
+        if self.closed:
             raise ExplainError("this explainer is closed")
         if concepts is not None and self.method != "crp":
             raise ExplainError(f"option 'concepts' does not apply to method {self.method!r}")

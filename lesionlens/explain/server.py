@@ -13,6 +13,7 @@ requests must name an allowed Host (DNS rebinding), a bearer token is required w
 
 import hmac
 import ipaddress
+import json
 import os
 from typing import Optional, Sequence
 
@@ -70,8 +71,6 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send):
-        import json
-
         body = json.dumps({"detail": f"upload exceeds the limit of {self.limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})

@@ -27,7 +27,8 @@ from typing import Optional
 from .._io import sha256_file
 from ..data.decode import decode_image
 from ..data.preprocess import preprocess, resize_to_spec
-from ..errors import HashMismatchError, ImageDecodeError, LesionlensError, RequestError, RunError, display_path
+from ..errors import (ExplainError, HashMismatchError, ImageDecodeError, LesionlensError, MetadataError, RequestError,
+                      RunError, display_path)
 from ..runtime.metadata import ModelMetadata
 from ..training.architectures import get_spec
 from ..training.rundir import RunDir
@@ -43,8 +44,6 @@ class ServiceUnavailable(LesionlensError, RuntimeError):
 def onnx_metadata(model_path: Path) -> ModelMetadata:
     """The ONNX model's metadata, checked against its graph (onnx only, no onnxruntime session)."""
     import onnx
-
-    from ..errors import MetadataError
 
     try:
         model = onnx.load(str(model_path), load_external_data=False)
@@ -105,8 +104,7 @@ class ExplanationService:
                  max_upload_bytes: int = DEFAULT_MAX_UPLOAD, max_decodes: int = DEFAULT_MAX_DECODES):
         self.model_path = Path(model_path)
         self.metadata, self.run, self.weights_sha256 = validate_run_for(model_path, run)
-        self.spec_arch = get_spec(self.metadata.arch)
-        self.methods = self.spec_arch.methods
+        self.methods = get_spec(self.metadata.arch).methods
         self.classes = self.metadata.classes
         self.spec = self.metadata.preprocessing
         self.device_name, self.max_batch, self.max_upload_bytes = device, max_batch, max_upload_bytes
@@ -147,10 +145,12 @@ class ExplanationService:
         device = "cuda" if self.device_name == "auto" and torch.cuda.is_available() else (
             "cpu" if self.device_name == "auto" else self.device_name)
         model, meta = load_run(self.run, device)
-        # Prepared once, not per request: LRP and CRP each hold a canonized copy with the fast
+        # Prepared once, not per request: LRP and CRP share one canonized copy with the fast
         # rules in place; Grad-CAM and attention need plain gradients and use the model itself.
-        self.explainers = {method: Explainer(model, method, classes=self.classes, copy=method in ("lrp", "crp"))
-                           for method in self.methods}
+        lrp = Explainer(model, "lrp", classes=self.classes)
+        self.explainers = {"lrp": lrp, "crp": Explainer(model, "crp", classes=self.classes, share=lrp)}
+        self.explainers.update({method: Explainer(model, method, classes=self.classes, copy=False)
+                                for method in self.methods if method not in self.explainers})
         self.atlas = open_atlas(self.run.path, model, meta)
         self.device = device
         self.model = model  # last: /health reports weights_loaded only when all is ready
@@ -168,7 +168,7 @@ class ExplanationService:
     # ---- requests ---------------------------------------------------------------------------
 
     def validate(self, data: bytes, method: str, target, concepts: int, expected_sha256: Optional[str] = None):
-        from .files import MAX_CONCEPTS, resolve_target
+        from .files import check_concepts, resolve_target
 
         if expected_sha256 and expected_sha256.strip().lower() != self.weights_sha256:
             raise HashMismatchError(f"this sidecar explains weights {self.weights_sha256}, not {expected_sha256}")
@@ -179,10 +179,9 @@ class ExplanationService:
             raise RequestError(f"upload of {len(data)} bytes exceeds the limit of {self.max_upload_bytes}")
         try:
             index = resolve_target(target, self.classes)
-        except ValueError as exc:
+            check_concepts(concepts)
+        except ExplainError as exc:
             raise RequestError(str(exc)) from None
-        if isinstance(concepts, bool) or not isinstance(concepts, int) or not 1 <= concepts <= MAX_CONCEPTS:
-            raise RequestError(f"concepts must be between 1 and {MAX_CONCEPTS}")
         with self._decodes:  # bounded: each decode may hold up to ~100 MB for a large photo
             try:
                 rgb = resize_to_spec(decode_image(data, reduce_to=self.spec.size), self.spec)
@@ -238,7 +237,7 @@ class ExplanationService:
         explanations = self.explainers[method].explain(x, targets, **options)
         self.batches_run += 1
         for job, explanation in zip(batch, explanations):
-            sized = job.rgb
+            sized = job.rgb  # resized to the model's input at validation
             result = summary(explanation)
             result["weights_sha256"] = self.weights_sha256
             result["overlay_png_base64"] = base64.b64encode(png_bytes(overlay(sized, explanation.heatmap))).decode()

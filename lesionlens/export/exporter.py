@@ -163,8 +163,8 @@ def _build(run: RunDir, folder: Path, options: ExportOptions) -> tuple[dict, lis
                     "validating on random inputs only")
     report: dict = {"run": str(run.path), "arch": meta.arch, "weights_sha256": meta.weights_sha256,
                     "probes": [p.source for p in probes], "variants": {}}
-    failed = []
-    for name, input_format, precision in _plans(options):
+    failed, plans = [], _plans(options)
+    for name, input_format, precision in plans:
         path = folder / name
         if precision == "fp32":
             module = ProbabilityHead(model) if input_format == "float32_nchw" else Uint8Input(model, spec.mean, spec.std)
@@ -186,7 +186,7 @@ def _build(run: RunDir, folder: Path, options: ExportOptions) -> tuple[dict, lis
         elif precision == "int8" and result["min_top1_agreement"] < 0.98:
             log.warning("%s agrees with fp32 on only %.1f%% of top-1 predictions; check the accuracy change in "
                         "validation.json before using it", name, 100 * result["min_top1_agreement"])
-    names = [name for name, _, _ in _plans(options)]
+    names = [name for name, _, _ in plans]
     report["triton_model"] = next(n for n in ("model.uint8.fp16.onnx", "model.uint8.onnx", "model.fp16.onnx",
                                               "model.onnx") if n in names)
     report["passed"] = not failed

@@ -62,10 +62,8 @@ def expand_inputs(args: Sequence[str]) -> Inputs:
     an error row instead of vanishing."""
     found = Inputs()
     for arg in args:
-        if os.path.isdir(arg) and not os.path.islink(arg.rstrip("/") or "/"):
+        if os.path.isdir(arg):  # a folder named on the command line is walked even if it is a link
             _walk_folder(arg, found)
-        elif os.path.isdir(arg):
-            _walk_folder(os.path.join(arg, ""), found)  # a symlinked folder named on the command line
         elif not os.path.lexists(arg) and glob.has_magic(arg):
             matches = [m for m in sorted(glob.glob(arg, recursive=True)) if not os.path.isdir(m)]
             found.entries.extend((m, None) for m in (matches or [arg]))

@@ -13,7 +13,7 @@ the zennit objects, this spec only says which ones apply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from typing import Callable, Optional
 
 from ..errors import UsageError
@@ -48,7 +48,6 @@ class ArchitectureSpec:
     composite: str = "epsilon_plus_flat"
     attention: Optional[str] = None  # the attention-pooling module, when the model has one
     description: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def default_concept_layer(self) -> str:
@@ -58,9 +57,6 @@ class ArchitectureSpec:
     def methods(self) -> tuple[str, ...]:
         """The explanation methods this architecture supports."""
         return ("lrp", "crp", "gradcam") + (("attention",) if self.attention else ())
-
-    def with_recipe(self, **changes) -> "ArchitectureSpec":
-        return replace(self, recipe=replace(self.recipe, **changes))
 
 
 REGISTRY: dict[str, ArchitectureSpec] = {}

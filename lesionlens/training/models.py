@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from .architectures import ArchitectureSpec, architectures, get_spec  # noqa: F401 (re-exported)
+from .architectures import ArchitectureSpec, get_spec
 
 
 class GatedAttentionPool(nn.Module):
