@@ -140,6 +140,11 @@ def test_hardening_host_header_docs_and_early_413(server):
                      b"Content-Length: 1073741824\r\n\r\n")
         reply = conn.recv(4096).decode()
     assert reply.startswith("HTTP/1.1 413") and "exceeds the limit" in reply
+    # a chunked body (no Content-Length) is cut off once it passes the limit
+    chunks = (b"--x\r\n" + b"a" * 500_000 for _ in range(10))
+    response = httpx.post(f"{url}/explain", content=chunks, timeout=60,
+                          headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["detail"]
 
 
 def test_bearer_token_and_non_loopback_binding(exported, trained_run):

@@ -41,19 +41,28 @@ def allowed_hosts_for(host: str, extra: Sequence[str] = ()) -> list[str]:
 
 
 class BodyLimit:
-    """Pure ASGI middleware: 413 before reading a body whose Content-Length is over the limit,
-    and as soon as a body without one (chunked) passes it; nothing past the limit is spooled."""
+    """ASGI middleware: 413 before reading a body whose Content-Length is over the limit, and
+    as soon as a body without one (chunked) passes it; nothing past the limit is spooled. The
+    chunked case raises Starlette's HTTPException from `receive`, which FastAPI passes through
+    its body parsing (any other exception there would become a 400)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
 
+    def message(self) -> str:
+        return f"upload exceeds the limit of {self.limit} bytes"
+
     async def __call__(self, scope, receive, send):
+        from starlette.exceptions import HTTPException
+
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
+            body = json.dumps({"detail": self.message()}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+            return await send({"type": "http.response.body", "body": body})
         seen = 0
 
         async def limited_receive():
@@ -62,23 +71,10 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge()
+                    raise HTTPException(413, self.message())
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(send)
-
-    async def _refuse(self, send):
-        body = json.dumps({"detail": f"upload exceeds the limit of {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited_receive, send)
 
 
 def create_app(service: ExplanationService, token: Optional[str] = None,
