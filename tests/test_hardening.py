@@ -112,6 +112,14 @@ def test_paths_say_exactly_why_they_cannot_be_read(tmp_path):
     assert one_line("a\nb\tc") == "a\\nb\\tc"
 
 
+def test_permission_denied_is_not_reported_as_corrupt(tmp_path, monkeypatch):
+    """Tests run as root, which reads any file: the refusal is simulated where the decoder asks."""
+    path = write_png(tmp_path / "locked.png", random_rgb(4))
+    monkeypatch.setattr(os, "access", lambda p, mode: False)
+    with pytest.raises(ImageDecodeError, match="permission denied"):
+        decode_image(path)
+
+
 @pytest.mark.parametrize("content,needle", [
     ("image,label\na.png,benign\nb.png,\nc.png,melanoma\n", "empty or NaN label: line 3"),
     ("image,label\na.png,benign\nb.png,NaN\nc.png,melanoma\n", "line 3"),

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .._io import atomic_write
+
 
 def _plt():
     import matplotlib
@@ -15,6 +17,11 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, out: Path) -> None:
+    """PNG through the atomic writer, like every other file of the run directory."""
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
 
 
 def plot_history(history: list[dict], out: Path) -> None:
@@ -28,7 +35,7 @@ def plot_history(history: list[dict], out: Path) -> None:
     ax2.plot(epochs, [h["val_roc_auc"] if h["val_roc_auc"] is not None else np.nan for h in history])
     ax2.set(xlabel="epoch", ylabel="ROC-AUC", title="Validation ROC-AUC", ylim=(0.4, 1.01))
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _save(fig, out)
     plt.close(fig)
 
 
@@ -47,7 +54,7 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], out:
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (validation)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _save(fig, out)
     plt.close(fig)
 
 
@@ -64,5 +71,5 @@ def plot_confusion(matrix: list[list[int]], classes: Sequence[str], out: Path) -
                     color="white" if m[i, j] > m.max() / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (validation)")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    _save(fig, out)
     plt.close(fig)
