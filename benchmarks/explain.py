@@ -37,7 +37,9 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
 
     from lesionlens.explain import Explainer
     from lesionlens.explain.canonizers import canonizers_for
-    from lesionlens.explain.lrp import LesionComposite, default_composite, prepared_relevance
+    from lesionlens.explain.lrp import RecipeComposite, default_composite, prepared_relevance
+    from lesionlens.explain.rules import get_recipe
+    from lesionlens.training.models import spec_of_model
     from lesionlens.training.rundir import load_run, random_run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +55,8 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
     default_composite(prepared).register(prepared)
     fast_context = fast_lrp(copy.deepcopy(model))
     fast = fast_context.__enter__()
-    LesionComposite(canonizers_for(stock), zplus=ZPlus, hook_relus=True).register(stock)
+    RecipeComposite(stock, get_recipe(spec_of_model(stock).composite), canonizers_for(stock), zplus=ZPlus,
+                    hook_relus=True).register(stock)
     rows: dict[tuple[str, int], float] = {}
     paired: dict[int, float] = {}
     # zennit keeps every hooked layer's input for the backward pass: at 224 px a batch of 32

@@ -118,6 +118,23 @@ def _cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def _cmd_explain_eval(args) -> int:
+    from .explain.evaluation.runner import run_explain_eval
+
+    methods = [m for part in args.methods for m in part.split(",") if m] if args.methods else None
+    from .training.rundir import RunDir
+
+    out = Path(args.out) if args.out else RunDir(args.run).explain_eval
+    report = run_explain_eval(Path(args.run), Path(args.data), out, n=args.n, methods=methods,
+                              seed=args.seed, sensitivity_n=args.sensitivity_n, batch=args.batch_size,
+                              image_root=Path(args.image_root) if args.image_root else None, quiet=args.quiet)
+    for item in report["skipped_images"]:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    print(f"explain-eval: {len(report['methods'])} method(s) on {report['n']} images -> "
+          f"{out / 'explain_eval.md'} (+ explain_eval.json, {', '.join(report['plots'])})")
+    return EXIT_OK
+
+
 def _cmd_atlas(args) -> int:
     from .explain.atlas import build_atlas
 
@@ -230,12 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="heatmap for one image: lrp, crp, gradcam or attention")
     p.add_argument("run")
     p.add_argument("image")
-    p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention"],
-                   help="attention needs an architecture with an attention head")
+    p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention", "attention_crp"],
+                   help="attention and attention_crp need an architecture with an attention head")
     p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
     p.add_argument("--concepts", type=int, default=8, help="CRP: how many top concepts (1-64)")
     p.add_argument("--out", help="overlay PNG path (default: IMAGE_STEM.METHOD.png beside the image)")
     p.set_defaults(func=_cmd_explain)
+
+    p = sub.add_parser("explain-eval", help="measure the explanation methods: randomisation, localisation, "
+                                            "infidelity/sensitivity, CRP distinctness")
+    p.add_argument("run")
+    p.add_argument("--data", required=True, help="images to score (the synthetic generator's masks are used)")
+    p.add_argument("--out", help="report folder (default: RUN/explain_eval, where the demo's model card reads it)")
+    p.add_argument("--n", type=int, default=200, help="images to score (default 200)")
+    p.add_argument("--methods", action="append",
+                   help="comma-separated (default: the architecture's methods + gradient, input_x_gradient, "
+                        "random); also edge, lrp:<composite>, crp:<composite>")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sensitivity-n", type=int, default=32,
+                   help="images for infidelity and max-sensitivity (each re-explains 10 perturbations); 0: skip")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--image-root")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_explain_eval)
 
     p = sub.add_parser("atlas", help="build the CRP concept atlas (relevance maximization) for a run")
     p.add_argument("run")

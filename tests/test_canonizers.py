@@ -57,17 +57,49 @@ def test_canonization_keeps_outputs_and_restores_the_model(arch):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("engine", ["zennit", "fast"])
-def test_relevance_is_conserved_with_biases_zeroed(arch, engine):
+@pytest.mark.parametrize("recipe", [None, "epsilon_plus_flat"])  # None: the architecture's default
+def test_relevance_is_conserved_with_biases_zeroed(arch, engine, recipe):
     from lesionlens.explain.fast_lrp import fast_lrp_relevance
+    from lesionlens.explain.lrp import composite_for
 
     model = _model(arch, zero_shifts=True)
     x = _inputs()
     targets = torch.tensor([0, 1])
-    logits, relevance = (lrp_relevance if engine == "zennit" else fast_lrp_relevance)(model, x, targets)
+    if engine == "zennit":
+        logits, relevance = lrp_relevance(model, x, targets, composite_for(model, recipe))
+    else:
+        logits, relevance = fast_lrp_relevance(model, x, targets, recipe)
     explained = logits[torch.arange(2), targets]
     totals = relevance.sum((1, 2, 3))
     assert explained.abs().min() > 1e-2  # a meaningful logit, not numerical noise
     assert torch.allclose(totals, explained, rtol=1e-3, atol=0), (totals, explained)
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "attention_resnet50"])
+def test_shared_bias_rules_conserve_with_the_biases_in_place(arch):
+    """bias "share": what a bias would absorb goes back to the inputs, so the heatmap's total is
+    the logit even with every merged BatchNorm shift present (the ResNets' default recipe).
+    Not EfficientNet: its 3x3 depthwise convolutions see 9 inputs per unit, often all zero after
+    a ReLU, and a unit active on its bias alone has no input to give relevance to
+    (docs/explanation-choice.md)."""
+    from lesionlens.explain.fast_lrp import fast_lrp_relevance
+    from lesionlens.explain.lrp import composite_for
+
+    model = _model(arch)
+    # BatchNorm statistics from data: the merged convolutions get real shifts
+    assert any(m.running_mean.abs().max() > 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    x = _inputs()
+    targets = torch.tensor([0, 1])
+    for recipe in ("epsilon_shared", "layered_shared"):
+        logits, relevance = fast_lrp_relevance(model, x, targets, recipe)
+        explained = logits[torch.arange(2), targets]
+        assert torch.allclose(relevance.sum((1, 2, 3)), explained, rtol=1e-3, atol=0), recipe
+        _, reference = lrp_relevance(model, x, targets, composite_for(model, recipe))
+        assert torch.allclose(reference.sum((1, 2, 3)), explained, rtol=1e-3, atol=0), recipe
+    # and absorbing (zennit's rules as they are) loses relevance to those shifts
+    logits, absorbed = fast_lrp_relevance(model, x, targets, "layered")
+    explained = logits[torch.arange(2), targets]
+    assert not torch.allclose(absorbed.sum((1, 2, 3)), explained, rtol=1e-2, atol=0)
 
 
 def test_conserved_on_briefly_trained_weights(trained_run):
@@ -104,20 +136,53 @@ def test_matches_zennit_reference_canonizer_on_torchvision_resnet50():
     assert ((naive_ratio - 1).abs() > 0.01).any(), naive_ratio
 
 
+def _fast_recipes():
+    from lesionlens.explain.fast_lrp import supports
+    from lesionlens.explain.rules import RECIPES
+
+    return [name for name, recipe in RECIPES.items() if not supports(recipe)]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("recipe", _fast_recipes())
+def test_fast_engine_equals_zennit_for_every_recipe_it_runs(arch, recipe):
+    """Every rule the fast engine implements (z+, epsilon, gamma, flat; biases absorbed, ignored
+    or shared) against zennit's hooks with the same assignment."""
+    from zennit.rules import ZPlus
+
+    from lesionlens.explain.fast_lrp import fast_lrp_relevance
+    from lesionlens.explain.lrp import RecipeComposite
+    from lesionlens.explain.rules import get_recipe
+
+    model = _model(arch)
+    x = _inputs()
+    targets = torch.tensor([1, 0])
+    _, reference = lrp_relevance(model, x, targets, RecipeComposite(model, get_recipe(recipe), canonizers_for(model),
+                                                                    zplus=ZPlus, hook_relus=True))
+    _, fast = fast_lrp_relevance(model, x, targets, recipe)
+    assert torch.isfinite(reference).all()
+    cosine = torch.nn.functional.cosine_similarity(fast.flatten(1), reference.flatten(1))
+    assert cosine.min() >= 0.9999, cosine
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_call(arch):
     import copy
 
     from zennit.rules import ZPlus
 
-    from lesionlens.explain.lrp import LesionComposite
+    from lesionlens.explain.lrp import RecipeComposite, composite_for
+    from lesionlens.explain.rules import get_recipe
+    from lesionlens.training.models import spec_of_model
 
     model = _model(arch)
     x = _inputs()
     targets = torch.tensor([1, 0])
-    _, ours = lrp_relevance(model, x, targets, LesionComposite(canonizers_for(model)))
+    recipe = get_recipe(spec_of_model(model).composite)
+    _, ours = lrp_relevance(model, x, targets, composite_for(model))
     # the straightforward zennit computation: its two-term ZPlus, and Pass hooks on every ReLU
-    _, reference = lrp_relevance(model, x, targets, LesionComposite(canonizers_for(model), zplus=ZPlus, hook_relus=True))
+    _, reference = lrp_relevance(model, x, targets, RecipeComposite(model, recipe, canonizers_for(model), zplus=ZPlus,
+                                                                    hook_relus=True))
     assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
     cosine = torch.nn.functional.cosine_similarity(ours.flatten(1), reference.flatten(1))
     assert cosine.min() >= 0.9999
@@ -129,7 +194,7 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
     assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-5 * float(reference.abs().max()))
     assert torch.nn.functional.cosine_similarity(fast.flatten(1), reference.flatten(1)).min() >= 0.9999
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    assert not any(key in vars(m) for m in model.modules() for key in ("forward", "_lrp_params", "pair"))
+    assert not any(key in vars(m) for m in model.modules() for key in ("forward", "_lrp_params", "pair", "_lrp_rule"))
     from lesionlens.explain.lrp import prepared_relevance
 
     with fast_lrp(copy.deepcopy(model)) as held:
@@ -145,7 +210,7 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
     _, again = prepared_relevance(held, x, targets)
     assert torch.allclose(again, fast)
     prepared = copy.deepcopy(model)
-    composite = LesionComposite(canonizers_for(prepared))
+    composite = composite_for(prepared)
     composite.register(prepared)
     try:
         for _ in range(2):  # hooks registered once serve repeated calls

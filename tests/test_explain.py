@@ -135,7 +135,11 @@ def test_fast_crp_equals_zennit_crp(random_runs, arch):
     assert cosine(heat(fast), heat(reference)).min() >= 0.9999
     for ours, theirs in zip([e.concepts for e in fast], [e.concepts for e in reference]):
         assert [c.channel for c in ours] == [c.channel for c in theirs]
-        assert all(abs(a.relevance_share - b.relevance_share) < 1e-5 for a, b in zip(ours, theirs))
+        # the shares agree to 1% of the largest: with epsilon rules a channel's relevance is a sum
+        # of terms that cancel, and the two engines add them in different orders (float32; the
+        # z+ rules of the old default agreed within 1e-5)
+        largest = max(abs(b.relevance_share) for b in theirs)
+        assert all(abs(a.relevance_share - b.relevance_share) <= 0.01 * largest for a, b in zip(ours, theirs))
         assert any(abs(c.relevance_share) > 1e-3 for c in theirs)  # not a degenerate all-zero case
         b = torch.stack([c.heatmap for c in theirs]).flatten(1)
         scale = b.abs().amax(1, keepdim=True)  # cosine_similarity clamps norms below 1e-8
@@ -169,16 +173,16 @@ def test_concept_atlas_is_built_once_cached_and_tied_to_the_weights(trained_run,
         ConceptAtlas.open(run)
     folder = build_atlas(run, max_images=24, batch_size=8)
     index = json.loads((folder / "atlas.json").read_text())
-    assert index["layer"] == "conv_head" and len(index["images"]) == 24
+    assert index["layer"] == "blocks.5" and len(index["images"]) == 24
     atlas = ConceptAtlas.open(run)
     model, _ = load_run(run)
     first = torch.from_numpy(preprocess(decode_image(index["images"][0]), atlas.spec))
-    channel = explain(model, first, method="crp", concepts=1, layer="conv_head").concepts[0].channel
+    channel = explain(model, first, method="crp", concepts=1, layer="blocks.5").concepts[0].channel
     top = atlas.top_images(channel, 4)
     assert 1 <= len(top) <= 4 and all(0 <= i < 24 for i in top)
     patches = atlas.references(channel)
     assert len(patches) == len(top) and all(p.shape == (64, 64, 3) and p.dtype == np.uint8 for p in patches)
-    cached = folder / "patches" / "conv_head" / f"{channel}.png"
+    cached = folder / "patches" / "blocks.5" / f"{channel}.png"
     assert cached.is_file()
     assert all(np.array_equal(a, b) for a, b in zip(patches, atlas.references(channel)))
     # other weights: the atlas is refused, not silently reused

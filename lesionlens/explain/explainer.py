@@ -24,18 +24,20 @@ import numpy as np
 import torch
 
 from ..errors import ExplainError
-from .methods import METHODS
+from .methods import LRP_METHODS, METHODS
+from .rules import get_recipe
 
 ENGINES = ("fast", "zennit")
-FAST_ENGINE_COMPOSITES = ("epsilon_plus_flat",)  # the rules fast_lrp implements
 DEFAULT_CONCEPTS = 8
-OPTIONS = {"lrp": {"engine"}, "crp": {"engine", "concepts", "layer"}, "gradcam": set(), "attention": set()}
+OPTIONS = {"lrp": {"engine", "composite"}, "crp": {"engine", "concepts", "layer", "composite"},
+           "attention_crp": {"engine", "concepts", "layer", "composite"}, "gradcam": set(), "attention": set()}
+PER_IMAGE_INFO = ("regions", "region_share_of_logit", "region_relevance")  # info entries with one value per image
 
 
 class Explainer:
     def __init__(self, model: torch.nn.Module, method: str = "lrp", *, classes: Optional[Sequence[str]] = None,
                  engine: Optional[str] = None, concepts: Optional[int] = None, layer: Optional[str] = None,
-                 copy: bool = True, share: Optional["Explainer"] = None):
+                 composite: Optional[str] = None, copy: bool = True, share: Optional["Explainer"] = None):
         from ..training.models import spec_of_model
 
         if method not in METHODS:
@@ -44,8 +46,8 @@ class Explainer:
         if method not in self.spec.methods:
             raise ExplainError(f"method {method!r} needs an architecture with an attention head "
                                f"(e.g. attention_resnet50); {self.spec.name} supports {list(self.spec.methods)}")
-        given = {name for name, value in (("engine", engine), ("concepts", concepts), ("layer", layer))
-                 if value is not None}
+        given = {name for name, value in (("engine", engine), ("concepts", concepts), ("layer", layer),
+                                          ("composite", composite)) if value is not None}
         stray = sorted(given - OPTIONS[method])
         if stray:
             raise ExplainError(f"option(s) {stray} do not apply to method {method!r}")
@@ -54,19 +56,24 @@ class Explainer:
         self.engine = engine or "fast"
         if self.engine not in ENGINES:
             raise ExplainError(f"unknown engine {self.engine!r}: use one of {ENGINES}")
-        if self.engine == "fast" and self.spec.composite not in FAST_ENGINE_COMPOSITES:
-            raise ExplainError(f"the fast engine implements {FAST_ENGINE_COMPOSITES}, not {self.spec.composite!r}; "
-                               "use engine='zennit'")
+        self.composite = get_recipe(composite or self.spec.composite).name  # the LRP rules (rules.py)
+        if self.engine == "fast" and method in LRP_METHODS:
+            from .fast_lrp import supports
+
+            missing = supports(get_recipe(self.composite))
+            if missing:
+                raise ExplainError(f"the fast engine does not implement {missing} (composite {self.composite!r}); "
+                                   "use engine='zennit'")
         self.layer = layer or self.spec.default_concept_layer
         if share is not None:
-            if (method, share.method) not in {(a, b) for a in ("lrp", "crp") for b in ("lrp", "crp")} \
-                    or share.engine != self.engine or share.closed:
+            if method not in LRP_METHODS or share.method not in LRP_METHODS \
+                    or share.engine != self.engine or share.composite != self.composite or share.closed:
                 raise ExplainError("only an open lrp/crp explainer on the same engine can share its prepared model")
             self.model = share.model  # prepared already; its owner restores it
         else:
             self.model = copying.deepcopy(model) if copy else model
         self.model.eval()
-        if method == "crp":
+        if method in ("crp", "attention_crp"):
             self.channels = self._layer_channels(self.layer)
             self.concepts = self.check_concepts(DEFAULT_CONCEPTS if concepts is None else concepts)
         self._restore = None
@@ -76,18 +83,18 @@ class Explainer:
 
     # ---- lifetime --------------------------------------------------------------------------
     def _prepare(self) -> None:
-        if self.method not in ("lrp", "crp"):
+        if self.method not in LRP_METHODS:
             return  # plain autograd: nothing to prepare
         if self.engine == "fast":
             from .fast_lrp import fast_lrp
 
-            context = fast_lrp(self.model)
+            context = fast_lrp(self.model, self.composite)
             context.__enter__()
             self._restore = lambda: context.__exit__(None, None, None)
         else:
-            from .lrp import default_composite
+            from .lrp import composite_for
 
-            composite = default_composite(self.model)
+            composite = composite_for(self.model, self.composite)
             composite.register(self.model)
             self._restore = composite.remove
 
@@ -95,7 +102,7 @@ class Explainer:
     def closed(self) -> bool:
         if self._share is not None:
             return self._share.closed
-        return self.method in ("lrp", "crp") and self._restore is None
+        return self.method in LRP_METHODS and self._restore is None
 
     def close(self) -> None:
         """Undo the preparation (the model is restored exactly); idempotent. An explainer that
@@ -143,7 +150,7 @@ class Explainer:
 
         if self.closed:
             raise ExplainError("this explainer is closed")
-        if concepts is not None and self.method != "crp":
+        if concepts is not None and self.method not in ("crp", "attention_crp"):
             raise ExplainError(f"option 'concepts' does not apply to method {self.method!r}")
         device = next(self.model.parameters()).device
         x = _as_batch(images).to(device)
@@ -172,7 +179,10 @@ class Explainer:
                 prediction={"label": classes[int(p.argmax())], "index": int(p.argmax()),
                             "probabilities": {c: float(v) for c, v in zip(classes, p)}},
                 concepts=result.concepts[i] if result.concepts else [],
-                info=dict(result.info, arch=self.spec.name),
+                info=dict({k: v for k, v in result.info.items() if k not in PER_IMAGE_INFO},
+                          **{k: result.info[k][i] for k in PER_IMAGE_INFO if k in result.info},
+                          arch=self.spec.name,
+                          **({"composite": self.composite} if self.method in LRP_METHODS else {})),
             ))
         return explanations
 
@@ -180,9 +190,10 @@ class Explainer:
         run = METHODS[self.method]
         if self.method == "lrp":
             return run(self.model, x, targets, engine=self.engine)
-        if self.method == "crp":
+        if self.method in ("crp", "attention_crp"):
             count = self.concepts if concepts is None else self.check_concepts(concepts)
-            return run(self.model, x, targets, engine=self.engine, concepts=count, layer=self.layer)
+            extra = {"module": self.spec.attention} if self.method == "attention_crp" else {}
+            return run(self.model, x, targets, engine=self.engine, concepts=count, layer=self.layer, **extra)
         if self.method == "gradcam":
             return run(self.model, x, targets, layer=self.spec.gradcam_layer)
         return run(self.model, x, targets, module=self.spec.attention)

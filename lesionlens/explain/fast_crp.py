@@ -34,6 +34,8 @@ class ConceptRelevance:
     shares: torch.Tensor  # (B, C): each channel's share of the layer's relevance, sum |.| = 1
     channels: torch.Tensor  # (B, k): the top-k channels by |share|
     conditional: torch.Tensor  # (B, k, H, W): one heatmap per top channel
+    channel_relevance: torch.Tensor  # (B, C): each channel's relevance at the layer
+    explained_logit: torch.Tensor  # (B,): the logit the relevance started from
 
 
 class _ReachedLayer(Exception):
@@ -97,7 +99,8 @@ def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional
         (per_concept,) = torch.func.vmap(pullback)(masks)  # (k, 1, 3, H, W)
         conditional.append(per_concept[:, 0].sum(1))
     return ConceptRelevance(logits.detach(), relevance.detach().sum(1), shares.detach(), top,
-                            torch.stack(conditional).detach())
+                            torch.stack(conditional).detach(), layer_relevance.flatten(2).sum(-1).detach(),
+                            start.sum(1).detach())
 
 
 def concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer: str,

@@ -8,10 +8,11 @@ the weight gradients. Structure still comes from our zennit canonizers (residual
 BatchNorms, constant gates, constant attention), and `lesionlens.explain.lrp` with zennit stays
 the reference: the tests require the same heatmaps (cosine >= 0.9999).
 
-Rules, as in LesionComposite: Flat for the first layer, z+ for the other convolutions, epsilon
-for dense layers and the constant-attention pooling, norm for Sums and average pools; ReLUs
-pass relevance unchanged (see _ReLUPass), max-pooling is left to autograd and the merged
-(identity) BatchNorms are skipped.
+Rules, as lrp.RecipeComposite assigns them (rules.assign_rules: one assignment for both
+engines): flat, z+, epsilon or gamma per convolution (biases absorbed, ignored or shared),
+epsilon for dense layers and the constant-attention pooling, norm for Sums and average pools;
+ReLUs pass relevance unchanged (see _ReLUPass), max-pooling is left to autograd and the merged
+(identity) BatchNorms are skipped. Alpha-beta is zennit-only (`supports`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from torch.nn.grad import conv2d_input
 from zennit.core import Composite, stabilize
 from zennit.layer import Sum
 
+from ..errors import ExplainError
 from .canonizers import ConstantAttentionPool, canonizers_for
+from .rules import assign_rules, get_recipe
 
 EPSILON = 1e-6  # zennit's default stabilizer
 
@@ -89,10 +92,59 @@ def _positive_params(conv: nn.Conv2d):
     cached = conv.__dict__.get("_lrp_params")
     if cached is None:
         weight = conv.weight.detach()
-        bias = None if conv.bias is None else conv.bias.detach().clamp(min=0)
+        # z+ reads a bias as 0 unless it absorbs relevance (zennit's ZPlus): the bias-free z+ sum is >= 0
+        bias = None if conv.bias is None or conv._lrp_rule.bias != "absorb" else conv.bias.detach().clamp(min=0)
         cached = (weight.clamp(min=0), bias, weight.clamp(max=0), weight.abs())
         conv.__dict__["_lrp_params"] = cached
     return cached
+
+
+def _modified_params(conv: nn.Conv2d):
+    """(W', b', |W'|) of an epsilon or gamma rule: W + gamma W+ (gamma 0 for epsilon), the bias
+    likewise or None when the rule ignores biases; computed once per patched layer."""
+    cached = conv.__dict__.get("_lrp_params")
+    if cached is None:
+        rule = conv._lrp_rule
+        gamma = rule.gamma if rule.kind == "gamma" else 0.0
+        weight = conv.weight.detach()
+        bias = conv.bias.detach() if conv.bias is not None and rule.bias != "ignore" else None
+        weight = weight + gamma * weight.clamp(min=0)
+        cached = (weight, None if bias is None else bias + gamma * bias.clamp(min=0), weight.abs())
+        conv.__dict__["_lrp_params"] = cached
+    return cached
+
+
+class _ModifiedConv(_Rule):
+    """Epsilon (W' = W) and gamma (W' = W + gamma W+) in zennit's form: z = W'x + b',
+    R_in = x * W'^T (R / stabilize(z, epsilon)); with bias "share" (lrp.SharedBias), plus
+    |x| * |W'|^T (b' R / z / (|W'| |x|))."""
+
+    @staticmethod
+    def forward(x, conv):
+        return conv._conv_forward(x, conv.weight, conv.bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, conv = inputs
+        ctx.layer = conv
+        # epsilon with the bias kept (absorbed or shared): z is the forward's own output
+        ctx.reuse = conv._lrp_rule.kind == "epsilon" and conv._lrp_rule.bias != "ignore"
+        ctx.save_for_backward(*((x, output) if ctx.reuse else (x,)))
+
+    @staticmethod
+    def backward(ctx, relevance):
+        x = ctx.saved_tensors[0]
+        conv, args = ctx.layer, _conv_args(ctx.layer)
+        rule = conv._lrp_rule
+        weight, bias, weight_abs = _modified_params(conv)
+        z = ctx.saved_tensors[1] if ctx.reuse else conv._conv_forward(x, weight, bias)
+        s = relevance / stabilize(z, rule.epsilon)
+        out = conv2d_input(x.shape, weight, s, **args).mul_(x)
+        if rule.bias == "share" and bias is not None:
+            d = conv._conv_forward(x.abs(), weight_abs, None)
+            shared = s * bias.view(1, -1, 1, 1) / stabilize(d, rule.epsilon)
+            out += conv2d_input(x.shape, weight_abs, shared, **args).mul_(x.abs())
+        return out, None
 
 
 class _FlatConv(_Rule):
@@ -122,7 +174,17 @@ class _EpsilonLinear(_Rule):
     @staticmethod
     def backward(ctx, relevance):
         x, y = ctx.saved_tensors
-        return x * ((relevance / stabilize(y)) @ ctx.layer.weight), None
+        linear = ctx.layer
+        rule = linear._lrp_rule
+        if rule.bias == "ignore" and linear.bias is not None:
+            y = y - linear.bias
+        s = relevance / stabilize(y, rule.epsilon)
+        out = x * (s @ linear.weight)
+        if rule.bias == "share" and linear.bias is not None:
+            weight_abs = linear.weight.abs()
+            d = x.abs() @ weight_abs.T
+            out = out + x.abs() * ((s * linear.bias / stabilize(d, rule.epsilon)) @ weight_abs)
+        return out, None
 
 
 class _SumRule(torch.autograd.Function):
@@ -216,18 +278,23 @@ class _ReLUPass(torch.autograd.Function):
         return relevance
 
 
-def _patch(model: nn.Module) -> list[nn.Module]:
+CONV_RULES = {"flat": _FlatConv, "zplus": _ZPlusConv, "epsilon": _ModifiedConv, "gamma": _ModifiedConv}
+FAST_RULES = frozenset(CONV_RULES)  # alpha2beta1 is zennit-only
+
+
+def _patch(model: nn.Module, rules: dict) -> list[nn.Module]:
     patched = []
-    first = True
-    for module in model.modules():
+    for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             if type(module) is not nn.Conv2d:  # e.g. timm's Conv2dSame pads inside forward
                 raise NotImplementedError(f"fast LRP does not handle {type(module).__name__}")
-            rule = _FlatConv if first else _ZPlusConv
-            first = False
+            module._lrp_rule = rules[name]
+            rule = CONV_RULES[rules[name].kind]
             module.forward = (lambda m, r: (lambda x: r.apply(x, m)))(module, rule)
         elif isinstance(module, nn.Linear):
-            first = False
+            if rules[name].kind != "epsilon":
+                raise NotImplementedError(f"fast LRP applies epsilon to linear layers, not {rules[name].kind}")
+            module._lrp_rule = rules[name]
             module.forward = (lambda m: (lambda x: _EpsilonLinear.apply(x, m)))(module)
         elif isinstance(module, Sum) and module.dim == -1:
             module.forward = _SumRule.apply
@@ -264,29 +331,43 @@ class fast_lrp:  # noqa: N801  (used like the function-style context managers it
     (`fast_lrp(m).__enter__()`) and then dropped is garbage-collected, which runs its cleanup and
     silently un-patches the model; this one stays in place until `__exit__`."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, recipe: Optional[str] = None):
+        from ..training.models import spec_of_model
+
         self.model = model
+        self.recipe = get_recipe(recipe or spec_of_model(model).composite)
+        unsupported = supports(self.recipe)
+        if unsupported:
+            raise ExplainError(f"the fast engine does not implement {unsupported} (recipe {self.recipe.name!r}); "
+                               "use engine='zennit'")
         self.composite = Composite(canonizers=canonizers_for(model))
         self.patched: list[nn.Module] = []
 
     def __enter__(self) -> nn.Module:
+        rules = assign_rules(self.model, self.recipe)
         self.composite.register(self.model)
-        self.patched = _patch(self.model)
+        self.patched = _patch(self.model, rules)
         return self.model
 
     def __exit__(self, *exc) -> None:
         for module in self.patched:
             del module.forward
-            module.__dict__.pop("pair", None)
-            module.__dict__.pop("_lrp_params", None)
+            for key in ("pair", "_lrp_params", "_lrp_rule"):
+                module.__dict__.pop(key, None)
         self.patched = []
         self.composite.remove()
 
 
-def fast_lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def supports(recipe) -> list[str]:
+    """The rules of `recipe` the fast engine lacks (empty: it runs the recipe)."""
+    kinds = {recipe.first, recipe.lower, recipe.upper} | ({recipe.depthwise} if recipe.depthwise else set())
+    return sorted(kinds - FAST_RULES) + ([recipe.dense] if recipe.dense != "epsilon" else [])
+
+
+def fast_lrp_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor] = None,
+                       recipe: Optional[str] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, relevance) as `lrp.lrp_relevance`, on the fast engine, prepared around this call."""
     from .lrp import prepared_relevance
 
-    with fast_lrp(model) as patched:
+    with fast_lrp(model, recipe) as patched:
         return prepared_relevance(patched, images, targets)

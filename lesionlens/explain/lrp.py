@@ -1,9 +1,10 @@
-"""LRP with zennit: the default composite (EpsilonPlusFlat: flat for the first layer, z+ for
-convolutions, epsilon for dense layers, norm for sums and average pools, pass for activations)
-with our canonizers and our constant-attention pooling.
+"""LRP with zennit: the rules of a named recipe (rules.py; the architecture spec names its
+default) with our canonizers, norm for sums and average pools, epsilon for the
+constant-attention pooling, and ReLUs left to autograd.
 
 Relevance starts from the target logit's value (targets.start_relevance), so the input heatmap
-sums to that logit when relevance is conserved (checked in the tests with biases zeroed).
+sums to that logit when relevance is conserved: always with a recipe that ignores biases (the
+defaults), and with biases zeroed for the others (both tested).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from typing import Optional
 
 import torch
 from torch import nn
-from zennit.composites import LAYER_MAP_BASE, SpecialFirstLayerMapComposite
-from zennit.core import mod_params, stabilize
+from zennit.composites import LAYER_MAP_BASE
+from zennit.core import BasicHook, Composite, mod_params, stabilize
 from zennit.layer import Sum
-from zennit.rules import Epsilon, Flat, Norm, ZPlus
-from zennit.types import AvgPool, Convolution, Linear
+from zennit.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, ZPlus
+from zennit.types import AvgPool
 
-from ..errors import ExplainError
 from .canonizers import ConstantAttentionPool, canonizers_for
+from .rules import Recipe, Rule, assign_rules, get_recipe
 from .targets import resolve_targets, start_relevance
 
 
@@ -44,40 +45,106 @@ class ZPlusNonNegative(ZPlus):
         return tuple(relevance if g.shape == relevance.shape else None for g in grad_input)
 
     def copy(self):
-        return ZPlusNonNegative()
+        hook = ZPlusNonNegative()
+        hook.param_modifiers = self.param_modifiers
+        return hook
 
 
-class LesionComposite(SpecialFirstLayerMapComposite):
-    """EpsilonPlusFlat (with ZPlusNonNegative for its z+ rule) plus the epsilon rule for the
-    constant-attention pooling.
+def _without_bias(hook: BasicHook) -> BasicHook:
+    """The same rule with the layer's bias read as zero: the relevance a bias would absorb
+    goes to the inputs instead (conserved)."""
+    hook.param_modifiers = [
+        (lambda modifier: (lambda param, name: torch.zeros_like(param) if name == "bias" else modifier(param, name)))(m)
+        for m in hook.param_modifiers]
+    return hook
+
+
+class SharedBias(BasicHook):
+    """Epsilon or gamma with the bias's relevance shared back to the inputs, in proportion to
+    |x_i w'_ij| (rules.Rule.bias == "share"). With z_j = sum_i x_i w'_ij + b'_j and
+    s_j = R_j / z_j:  R_i = x_i sum_j w'_ij s_j + |x_i| sum_j |w'_ij| b'_j s_j / sum_i |x_i w'_ij|.
+    The inputs receive all of R_j (conservation) and the denominator is the layer's own output,
+    so no division by a bias-free sum that can be near zero. Three evaluations of the layer:
+    (W', b'), (W', 0) for the bias b' = z - W'x, and (|W'|, 0) on |x|."""
+
+    def __init__(self, gamma: float = 0.0, epsilon: float = 1e-6):
+        self.gamma, self.epsilon = gamma, epsilon
+
+        def modified(param, _name):
+            return param + gamma * param.clamp(min=0)
+
+        def no_bias(transform):
+            return lambda param, name: torch.zeros_like(param) if name == "bias" else transform(modified(param, name))
+
+        def mapper(grad, outputs):
+            z, wx, d = outputs
+            s = grad / stabilize(z, epsilon)
+            return [s, torch.zeros_like(grad), s * (z - wx) / stabilize(d, epsilon)]
+
+        super().__init__(
+            input_modifiers=[lambda x: x, lambda x: x, lambda x: x.abs()],
+            param_modifiers=[modified, no_bias(lambda p: p), no_bias(torch.abs)],
+            output_modifiers=[lambda output: output] * 3,
+            gradient_mapper=mapper,
+            reducer=lambda inputs, gradients: inputs[0] * gradients[0] + inputs[2] * gradients[2])
+
+    def copy(self):
+        return SharedBias(self.gamma, self.epsilon)
+
+
+def zennit_rule(rule: Rule, zplus=ZPlusNonNegative) -> BasicHook:
+    """The zennit hook for one of our rules (rules.RULE_KINDS)."""
+    if rule.bias == "share" and rule.kind in ("epsilon", "gamma"):
+        return SharedBias(rule.gamma if rule.kind == "gamma" else 0.0, rule.epsilon)
+    hook = {"flat": lambda: Flat(),
+            "zplus": zplus,
+            "epsilon": lambda: Epsilon(epsilon=rule.epsilon),
+            "gamma": lambda: Gamma(gamma=rule.gamma),
+            "alpha2beta1": lambda: AlphaBeta(alpha=2.0, beta=1.0)}[rule.kind]()
+    # z+ and alpha-beta with "share": their bias-free sums are >= 0 (no instability), so the
+    # bias is read as 0 (its relevance goes to the inputs in proportion to their positive part)
+    return hook if rule.bias == "absorb" or rule.kind == "flat" else _without_bias(hook)
+
+
+class RecipeComposite(Composite):
+    """A recipe's rules on one model's convolutions and linear layers (by name, from
+    rules.assign_rules), plus the structural rules every recipe shares.
 
     `hook_relus=False` (the default) leaves ReLUs to plain autograd instead of zennit's Pass
     rule. Same relevance: Pass differs from the ReLU gradient only where the ReLU output is 0,
-    and every rule above a ReLU in our architectures (z+, epsilon, norm for sums and pools, the
-    constant-gate identity) gives an input of 0 no relevance. Saves a hook and a copy of every
-    activation (tested equal to the hooked version)."""
+    and every rule above a ReLU in our architectures (z+, gamma, epsilon, alpha-beta and norm:
+    all of them multiply by the input, the constant-gate identity) gives an input of 0 no
+    relevance. Saves a hook and a copy of every activation (tested equal to the hooked version)."""
 
-    def __init__(self, canonizers=None, zplus=ZPlusNonNegative, hook_relus: bool = False):
-        base = LAYER_MAP_BASE if hook_relus else [(Sum, Norm()), (AvgPool, Norm())]
-        layer_map = [(ConstantAttentionPool, Epsilon())] + base + [
-            (Convolution, zplus()),
-            (torch.nn.Linear, Epsilon()),
-        ]
-        super().__init__(layer_map, [(Linear, Flat())], canonizers=canonizers)
+    def __init__(self, model: nn.Module, recipe: Recipe, canonizers=None, zplus=ZPlusNonNegative,
+                 hook_relus: bool = False):
+        rules = {name: zennit_rule(rule, zplus) for name, rule in assign_rules(model, recipe).items()}
+        structural = LAYER_MAP_BASE if hook_relus else [(Sum, Norm()), (AvgPool, Norm())]
+        structural = [(ConstantAttentionPool, Epsilon())] + structural
+        self.recipe = recipe
+
+        def module_map(ctx, name, module):
+            if name in rules:
+                return rules[name]
+            for kind, hook in structural:
+                if isinstance(module, kind):
+                    return hook
+            return None
+
+        super().__init__(module_map=module_map, canonizers=canonizers)
 
 
-# The LRP composites an architecture spec can name (ArchitectureSpec.composite).
-COMPOSITES = {"epsilon_plus_flat": LesionComposite}
-
-
-def default_composite(model: nn.Module) -> LesionComposite:
-    """The composite the model's architecture spec names, with its canonizers."""
+def composite_for(model: nn.Module, recipe: Optional[str] = None, **options) -> RecipeComposite:
+    """The composite of `recipe` (default: the one the model's architecture spec names), with
+    the model's canonizers."""
     from ..training.models import spec_of_model
 
-    name = spec_of_model(model).composite
-    if name not in COMPOSITES:
-        raise ExplainError(f"unknown LRP composite {name!r}; known: {sorted(COMPOSITES)}")
-    return COMPOSITES[name](canonizers=canonizers_for(model))
+    return RecipeComposite(model, get_recipe(recipe or spec_of_model(model).composite),
+                           canonizers=canonizers_for(model), **options)
+
+
+def default_composite(model: nn.Module) -> RecipeComposite:
+    return composite_for(model)
 
 
 def prepared_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor]):

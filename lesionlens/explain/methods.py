@@ -28,8 +28,20 @@ class Concept:
 
     layer: str
     channel: int
-    relevance_share: float
+    relevance_share: float  # of the layer's relevance (crp's abs_norm: the |shares| of all channels sum to 1)
     heatmap: Optional[torch.Tensor] = None  # (H, W)
+    share_of_logit: Optional[float] = None  # the channel's relevance / the explained logit
+    layer_share_of_logit: Optional[float] = None  # the whole layer's relevance / the explained logit
+
+    @property
+    def decision_share(self) -> Optional[float]:
+        """The concept's share of the decision, or None where that number would mean nothing:
+        when the layer does not carry the logit's relevance (outside 50-150% of it, e.g. a
+        layer bypassed by a shortcut, or rules that lose relevance to biases)."""
+        layer = self.layer_share_of_logit
+        if layer is None or self.share_of_logit is None or not 0.5 <= layer <= 1.5:
+            return None
+        return self.share_of_logit
 
 
 @dataclass
@@ -88,11 +100,20 @@ def run_crp(model: nn.Module, images: torch.Tensor, targets, *, engine: str, con
         from .fast_crp import concept_relevance
 
         result = concept_relevance(model, images, targets, layer, concepts)
-        per_image = [[Concept(layer, int(c), float(result.shares[i, c]), result.conditional[i, j])
+        logit = result.explained_logit
+        per_image = [[Concept(layer, int(c), float(result.shares[i, c]), result.conditional[i, j],
+                              *_logit_shares(result.channel_relevance[i], c, logit[i]))
                       for j, c in enumerate(result.channels[i].tolist())] for i in range(len(images))]
         return MethodResult(result.heatmaps, result.logits, resolve_targets(result.logits, targets), per_image,
                             info={"layer": layer, "engine": "fast"})
     return _run_zennit_crp(model, images, targets, concepts, layer)
+
+
+def _logit_shares(per_channel: torch.Tensor, channel: int, logit) -> tuple[Optional[float], Optional[float]]:
+    logit = float(logit)
+    if logit == 0:
+        return None, None
+    return float(per_channel[channel]) / logit, float(per_channel.sum()) / logit
 
 
 def _run_zennit_crp(model, images, targets, concepts: int, layer: str) -> MethodResult:
@@ -117,10 +138,21 @@ def _run_zennit_crp(model, images, targets, concepts: int, layer: str) -> Method
         conditional = attribution(image[None].repeat(len(top), 1, 1, 1).requires_grad_(), conditions, None,
                                   exclude_parallel=True)
         heatmaps.append(full.heatmap[0])
-        per_image.append([Concept(layer, c, float(shares[c]), conditional.heatmap[i].detach())
+        per_channel = full.relevances[layer][0].flatten(1).sum(1)
+        logit = logits[len(heatmaps) - 1, target]
+        per_image.append([Concept(layer, c, float(shares[c]), conditional.heatmap[i].detach(),
+                                  *_logit_shares(per_channel, c, logit))
                           for i, c in enumerate(top)])
     return MethodResult(torch.stack(heatmaps).detach(), logits, targets, per_image,
                         info={"layer": layer, "engine": "zennit"})
 
 
-METHODS = {"lrp": run_lrp, "crp": run_crp, "gradcam": run_gradcam, "attention": run_attention}
+def run_attention_crp(model, images, targets, **options) -> MethodResult:
+    from .attention_crp import run_attention_crp as run
+
+    return run(model, images, targets, **options)
+
+
+METHODS = {"lrp": run_lrp, "crp": run_crp, "gradcam": run_gradcam, "attention": run_attention,
+           "attention_crp": run_attention_crp}
+LRP_METHODS = ("lrp", "crp", "attention_crp")  # the methods that run on a model prepared with LRP rules

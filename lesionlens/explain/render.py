@@ -6,21 +6,32 @@ import cv2
 import numpy as np
 
 
-def heatmap_rgb(heatmap: np.ndarray) -> np.ndarray:
-    """Signed (H, W) -> RGB uint8: red positive, blue negative, white zero; scaled by the
-    largest |value| so zero is always the middle of the map."""
+CLIP_PERCENTILE = 99.5
+
+
+def colour_scale(heatmap: np.ndarray) -> float:
+    """The |value| that gets full colour: the 99.5th percentile of |map| (a few extreme pixels
+    would otherwise wash out everything else; those beyond it are drawn at full colour)."""
+    magnitude = np.abs(heatmap)
+    return float(np.percentile(magnitude, CLIP_PERCENTILE)) or float(magnitude.max()) or 1.0
+
+
+def heatmap_rgb(heatmap: np.ndarray, scale: float = None) -> np.ndarray:
+    """Signed (H, W) -> RGB uint8: red positive, blue negative, white zero; symmetric around
+    zero, so zero is always the middle of the map."""
     import matplotlib
 
-    scale = float(np.abs(heatmap).max()) or 1.0
-    normalised = (heatmap / scale + 1) / 2
+    scale = scale or colour_scale(heatmap)
+    normalised = (np.clip(heatmap / scale, -1, 1) + 1) / 2
     return (matplotlib.colormaps["bwr"](normalised)[..., :3] * 255).astype(np.uint8)
 
 
-def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.55, scale: float = None) -> np.ndarray:
     """Blend the coloured heatmap over the (resized) image; transparent where relevance is ~0."""
-    colour = heatmap_rgb(heatmap)
+    scale = scale or colour_scale(heatmap)
+    colour = heatmap_rgb(heatmap, scale)
     base = cv2.resize(rgb, (heatmap.shape[1], heatmap.shape[0]), interpolation=cv2.INTER_AREA)
-    strength = np.abs(heatmap) / (np.abs(heatmap).max() or 1.0)
+    strength = np.clip(np.abs(heatmap) / scale, 0, 1)
     weight = (alpha * np.sqrt(strength))[..., None]
     return (base * (1 - weight) + colour * weight).astype(np.uint8)
 
@@ -30,3 +41,49 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     if not ok:
         raise ValueError("could not encode PNG")
     return buf.tobytes()
+
+
+READABLE = 384  # px: a 64-224 px model input, upscaled so a person can see its structure
+
+
+def _upscale(image: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC if image.ndim == 2 else cv2.INTER_LINEAR)
+
+
+def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.45) -> None:
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
+
+
+def colour_bar(width: int, scale: float, target_label: str) -> np.ndarray:
+    """A strip saying what the colours mean: blue = against, white = 0, red = for the class,
+    with the value at each end (relevance units; full colour from the 99.5th percentile of |map|)."""
+    import matplotlib
+
+    strip = np.full((58, width, 3), 255, np.uint8)
+    ramp = matplotlib.colormaps["bwr"](np.linspace(0, 1, width - 40))[..., :3]
+    strip[6:22, 20:width - 20] = (ramp[None] * 255).astype(np.uint8)
+    _text(strip, f"<= -{scale:.3g}", 20, 38)
+    _text(strip, "0", width // 2 - 4, 38)
+    _text(strip, f">= +{scale:.3g}", width - 100, 38)
+    _text(strip, f"blue = evidence against '{target_label}'   red = evidence for it", 20, 53, 0.4)
+    return strip
+
+
+def figure(rgb: np.ndarray, heatmap: np.ndarray, *, title: str, target_label: str,
+           notes: tuple[str, ...] = (), size: int = READABLE, signed: bool = True) -> np.ndarray:
+    """The picture a person reads: the image and the overlay side by side at `size` px, a title,
+    optional notes, and the colour bar (for signed maps; a non-negative map such as Grad-CAM or
+    attention gets a one-sided bar)."""
+    image = _upscale(cv2.resize(rgb, heatmap.shape[::-1], interpolation=cv2.INTER_AREA), size)
+    scale = colour_scale(heatmap)
+    mapped = overlay(image, _upscale(heatmap.astype(np.float32), size), scale=scale)
+    top = np.full((24 + 16 * len(notes), 2 * size + 8, 3), 255, np.uint8)
+    _text(top, title, 6, 17, 0.5)
+    for i, note in enumerate(notes):
+        _text(top, note, 6, 34 + 16 * i, 0.4)
+    body = np.full((size, 2 * size + 8, 3), 255, np.uint8)
+    body[:, :size], body[:, size + 8:] = image, mapped
+    bar = colour_bar(2 * size + 8, scale, target_label)
+    if not signed:
+        bar[6:22, 20:(2 * size + 8) // 2] = 255  # no "against" half for a map that is never negative
+    return np.vstack([top, body, bar])

@@ -149,6 +149,8 @@ class ExplanationService:
         # rules in place; Grad-CAM and attention need plain gradients and use the model itself.
         lrp = Explainer(model, "lrp", classes=self.classes)
         self.explainers = {"lrp": lrp, "crp": Explainer(model, "crp", classes=self.classes, share=lrp)}
+        if "attention_crp" in self.methods:
+            self.explainers["attention_crp"] = Explainer(model, "attention_crp", classes=self.classes, share=lrp)
         self.explainers.update({method: Explainer(model, method, classes=self.classes, copy=False)
                                 for method in self.methods if method not in self.explainers})
         self.atlas = open_atlas(self.run.path, model, meta)
@@ -226,24 +228,25 @@ class ExplanationService:
         import numpy as np
         import torch
 
-        from .files import summary
-        from .render import overlay, png_bytes
+        from .files import concept_figure, figure_for, summary
+        from .render import png_bytes
 
         self._ensure_loaded()
         x = torch.from_numpy(np.stack([preprocess(job.rgb, self.spec) for job in batch]))
         targets = [job.target for job in batch]  # None: explain the predicted class
         method = batch[0].method
-        options = {"concepts": batch[0].concepts} if method == "crp" else {}
+        options = {"concepts": batch[0].concepts} if method in ("crp", "attention_crp") else {}
         explanations = self.explainers[method].explain(x, targets, **options)
         self.batches_run += 1
         for job, explanation in zip(batch, explanations):
             sized = job.rgb  # resized to the model's input at validation
             result = summary(explanation)
             result["weights_sha256"] = self.weights_sha256
-            result["overlay_png_base64"] = base64.b64encode(png_bytes(overlay(sized, explanation.heatmap))).decode()
+            # the same readable figures as the CLI writes: image | overlay, title, colour bar
+            result["overlay_png_base64"] = base64.b64encode(png_bytes(figure_for(explanation, sized))).decode()
             for concept, entry in zip(explanation.concepts, result["concepts"]):
                 entry["overlay_png_base64"] = base64.b64encode(
-                    png_bytes(overlay(sized, concept.heatmap.cpu().numpy()))).decode()
+                    png_bytes(concept_figure(explanation, concept, sized))).decode()
                 if self.atlas is not None and concept.layer == self.atlas.layer:
                     patches = self.atlas.references(concept.channel)
                     entry["reference_patches_png_base64"] = (

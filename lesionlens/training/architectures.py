@@ -7,7 +7,7 @@ Torch-free at import (builders import timm inside), so the CLI's `--help` and ch
 Module paths (`classifier`, `gradcam_layer`, `concept_layers`, `attention`) are dotted names for
 `model.get_submodule`. `canonizers` names entries of `lesionlens.explain.canonizers.CANONIZERS`
 (the structural ones; BatchNorm merging and in-place activations are added for every model),
-and `composite` names an entry of `lesionlens.explain.lrp.COMPOSITES`: the explain layer owns
+and `composite` names an LRP recipe of `lesionlens.explain.rules.RECIPES`: the explain layer owns
 the zennit objects, this spec only says which ones apply.
 """
 
@@ -45,7 +45,12 @@ class ArchitectureSpec:
     gradcam_layer: str  # the last convolutional feature map
     concept_layers: tuple[str, ...]  # CRP layers; the first is the default
     canonizers: tuple[str, ...] = ()
+    # the LRP recipe (explain/rules.py) and, in concept_layers, the CRP layers: chosen with
+    # explain-eval, docs/explanation-choice.md says why
     composite: str = "epsilon_plus_flat"
+    # bottom-up, "a+b" for several modules; the last entry is the head. Randomisation checks
+    # cascade through them from the top; LRP recipes place their "upper" rules by them.
+    stages: tuple[str, ...] = ()
     attention: Optional[str] = None  # the attention-pooling module, when the model has one
     description: str = ""
 
@@ -56,7 +61,7 @@ class ArchitectureSpec:
     @property
     def methods(self) -> tuple[str, ...]:
         """The explanation methods this architecture supports."""
-        return ("lrp", "crp", "gradcam") + (("attention",) if self.attention else ())
+        return ("lrp", "crp", "gradcam") + (("attention", "attention_crp") if self.attention else ())
 
 
 REGISTRY: dict[str, ArchitectureSpec] = {}
@@ -120,8 +125,10 @@ register(ArchitectureSpec(
     recipe=RESNET_RECIPE,
     classifier="fc",
     gradcam_layer="layer4",
-    concept_layers=("layer4.2.conv3", "layer4", "layer3"),
+    concept_layers=("layer3", "layer4", "layer2"),
     canonizers=("timm_resnet",),
+    composite="epsilon_shared",
+    stages=("conv1+bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
     description="timm ResNet50",
 ))
 
@@ -131,9 +138,12 @@ register(ArchitectureSpec(
     recipe=RESNET_RECIPE,
     classifier="classifier",
     gradcam_layer="backbone.layer4",
-    concept_layers=("backbone.layer4.2.conv3", "backbone.layer4", "backbone.layer3"),
+    concept_layers=("backbone.layer3", "backbone.layer4", "backbone.layer2"),
     canonizers=("timm_resnet", "gated_attention"),
+    composite="epsilon_shared",
     attention="pool",
+    stages=("backbone.conv1+backbone.bn1", "backbone.layer1", "backbone.layer2", "backbone.layer3",
+            "backbone.layer4", "pool+classifier"),
     description="ResNet50 features + gated attention pooling (Ilse et al. 2018)",
 ))
 
@@ -148,7 +158,9 @@ register(ArchitectureSpec(
     recipe=TrainingRecipe(epochs=30, image_size=224, batch_size=32, lr=1e-2, weight_decay=0.05, warmup_epochs=3.0),
     classifier="classifier",
     gradcam_layer="bn2",  # conv_head + BatchNormAct (ReLU): the last feature map
-    concept_layers=("conv_head", "blocks.6", "blocks.5"),
+    concept_layers=("blocks.5", "blocks.6", "blocks.4"),
     canonizers=("timm_efficientnet",),
+    composite="zplus_epsilon2_shared",
+    stages=("conv_stem+bn1",) + tuple(f"blocks.{i}" for i in range(7)) + ("conv_head+bn2+classifier",),
     description="timm EfficientNet-B0 with ReLU for SiLU (LRP's rules assume piecewise-linear activations)",
 ))

@@ -126,6 +126,7 @@ class RunDir:
     PLOTS = "plots"
     CHECKPOINT = "checkpoint"
     CONCEPT_ATLAS = "concept_atlas"
+    EXPLAIN_EVAL = "explain_eval"
     SPLIT_COLUMNS = ("image", "label", "group", "split")
 
     def __init__(self, path: "Path | str | RunDir"):
@@ -148,6 +149,7 @@ class RunDir:
     plots = property(lambda self: self.path / self.PLOTS)
     checkpoint = property(lambda self: self.path / self.CHECKPOINT)
     concept_atlas = property(lambda self: self.path / self.CONCEPT_ATLAS)
+    explain_eval = property(lambda self: self.path / self.EXPLAIN_EVAL)  # explain-eval's default report folder
 
     def is_finished(self) -> bool:
         """model.json is written last: its presence marks a finished run."""

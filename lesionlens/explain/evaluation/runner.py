@@ -1,0 +1,286 @@
+"""`lesionlens explain-eval`: score every explanation method of a run on images with known masks.
+
+For each method (the architecture's own, plus the reference maps of references.py):
+- randomisation: cascading from the head, the Spearman correlation of the signed and the
+  absolute maps against the trained model's (randomisation.py);
+- localisation against the lesion masks and, on images with a planted artifact, the artifact
+  masks: relevance mass accuracy, relevance rank accuracy, pointing game (Quantus);
+- Explanation Infidelity and Max-Sensitivity (Yeh et al. 2019; captum) on the first
+  `sensitivity_n` images (both re-run the method per perturbation: the expensive part);
+- totals: how often the heatmap's total has the sign of the explained logit;
+- class sensitivity: the Spearman correlation between the maps of the predicted class and the
+  runner-up class;
+- for CRP: the mean |cosine| between the top-k concept heatmaps, the share of the logit the
+  concept layer carries, and how closely each concept's heatmap total matches its relevance at
+  the layer (conservation below the layer).
+
+Every score is per image; the report gives means with 95% bootstrap CIs. A method is named
+`method` or `method:composite` (lrp and crp with another LRP recipe, for comparing them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ...errors import ExplainError, UsageError
+from ..methods import MethodResult
+from . import metrics
+from .data import EvalImages, load_eval_images
+from .randomisation import cascade
+from .references import REFERENCES
+
+DEFAULT_REFERENCES = ("gradient", "input_x_gradient", "random")
+INFIDELITY_NOISE_STD = 0.1  # Gaussian, per pixel (shared by the colour channels), normalised units
+SENSITIVITY_RADIUS = 0.02  # captum's default: uniform noise in [-r, r] per input value
+PERTURBATIONS = 10  # samples per image for infidelity and max-sensitivity
+TOP_CONCEPTS = 8
+
+
+@dataclass
+class MethodScores:
+    name: str
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (n,) with NaN for "n/a"
+    randomisation: list[dict] = field(default_factory=list)  # [{stage, abs: (n,), signed: (n,)}]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Method:
+    """One method to score: how to compute maps on a model, and what its sign means."""
+
+    name: str
+    kind: str  # lrp, crp, gradcam, attention, or a reference name
+    composite: Optional[str]
+    signed_evidence: bool  # False: localisation scores |map| (the plain gradient, edges)
+    class_specific: bool = True
+    options: dict = field(default_factory=dict)
+
+    def compute(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                batch: int, concepts: int = 0) -> MethodResult:
+        from ..explainer import Explainer
+
+        if self.kind in REFERENCES:
+            function = REFERENCES[self.kind][0]
+            results = [function(model, images[i:i + batch], targets[i:i + batch], **self.options)
+                       for i in range(0, len(images), batch)]
+        else:
+            options = {"composite": self.composite} if self.composite else {}
+            if self.kind == "crp":
+                options.update(concepts=concepts or TOP_CONCEPTS)
+            with Explainer(model, self.kind, **options) as explainer:
+                results = [explainer._run(images[i:i + batch], targets[i:i + batch], None)
+                           for i in range(0, len(images), batch)]
+        return MethodResult(torch.cat([r.heatmaps for r in results]), torch.cat([r.logits for r in results]),
+                            torch.cat([r.targets for r in results]),
+                            [c for r in results for c in r.concepts], results[0].info)
+
+
+def parse_methods(names: Sequence[str], spec, seed: int) -> list[Method]:
+    methods = []
+    for name in names:
+        kind, _, composite = name.partition(":")
+        if kind in REFERENCES:
+            if composite:
+                raise UsageError(f"method {name!r}: only lrp and crp take a composite")
+            methods.append(Method(name, kind, None, REFERENCES[kind][1],
+                                  options={"seed": seed} if kind == "random" else {},
+                                  class_specific=kind not in ("random", "edge")))
+        elif kind in spec.methods:
+            if composite and kind not in ("lrp", "crp"):
+                raise UsageError(f"method {name!r}: only lrp and crp take a composite")
+            if composite:
+                from ..rules import get_recipe
+
+                get_recipe(composite)  # a clear error for a typo, before any work
+            # Grad-CAM and attention are >= 0 and LRP/CRP signed evidence: all score their positive part
+            methods.append(Method(name, kind, composite or None, True, class_specific=kind != "attention"))
+        else:
+            raise UsageError(f"unknown method {name!r} for {spec.name}; use {list(spec.methods)}, "
+                             f"{sorted(REFERENCES)}, or lrp:<composite> / crp:<composite>")
+    return methods
+
+
+def default_methods(spec) -> list[str]:
+    return list(spec.methods) + list(DEFAULT_REFERENCES)
+
+
+def _localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, signed: bool) -> None:
+    if data.lesion_masks is None:
+        scores.notes.append("no masks in the data: localisation not scored")
+        return
+    evidence = metrics.evidence(maps, signed)
+    for target, masks in (("lesion", data.lesion_masks), ("artifact", data.artifact_masks)):
+        present = masks.reshape(len(masks), -1).any(1)
+        for metric, function in (("mass_accuracy", metrics.mass_accuracy), ("rank_accuracy", metrics.rank_accuracy),
+                                 ("pointing_game", metrics.pointing_game)):
+            values = np.full(len(maps), np.nan)
+            if present.any():
+                values[present] = function(evidence[present], masks[present])
+            scores.per_image[f"{metric}_{target}"] = values
+
+
+def _infidelity_and_sensitivity(method: Method, model, images: torch.Tensor, targets: torch.Tensor,
+                                maps: torch.Tensor, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from captum.metrics import infidelity, sensitivity_max
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def perturb(inputs):
+        # the same noise on the three colour channels: our maps are per pixel (summed over
+        # channels), so the infidelity's dot product I . a is per pixel too
+        noise = torch.randn(inputs.shape[0], 1, *inputs.shape[2:], generator=generator) * INFIDELITY_NOISE_STD
+        noise = noise.expand_as(inputs)
+        return noise, inputs - noise
+
+    def explain(inputs, target=None):
+        inputs = inputs[0] if isinstance(inputs, tuple) else inputs  # captum passes a tuple
+        target = torch.as_tensor(target).reshape(-1).expand(len(inputs))  # captum keeps one target
+        result = method.compute(model, inputs, target, batch)
+        return ((result.heatmaps[:, None] / 3).expand_as(inputs).contiguous(),)  # captum wants a tuple
+
+    attributions = (maps[:, None] / 3).expand_as(images).contiguous()
+    infid, sens = [], []
+    with torch.enable_grad():
+        for i in range(len(images)):
+            x, t = images[i:i + 1], targets[i:i + 1]
+            infid.append(float(infidelity(model, perturb, x, attributions[i:i + 1], target=t,
+                                          n_perturb_samples=PERTURBATIONS, normalize=True)))
+            torch.manual_seed(seed + i)  # sensitivity_max draws with torch's global generator
+            sens.append(float(sensitivity_max(explain, x, target=t, n_perturb_samples=PERTURBATIONS,
+                                              perturb_radius=SENSITIVITY_RADIUS)))
+    return np.asarray(infid), np.asarray(sens)
+
+
+def _crp_scores(scores: MethodScores, result: MethodResult, model, images, targets, layer: str) -> None:
+    """Distinctness, the layer's share of the logit, and conservation below the layer."""
+    cosines = [metrics.mean_abs_cosine(torch.stack([c.heatmap for c in concepts]).numpy())
+               for concepts in result.concepts]
+    scores.per_image["concept_abs_cosine"] = np.asarray(cosines)
+    shares, errors = _layer_relevance(model, images, targets, layer, result)
+    scores.per_image["layer_share_of_logit"] = shares
+    scores.per_image["concept_conservation_error"] = errors
+
+
+def _layer_relevance(model, images, targets, layer, result: MethodResult) -> tuple[np.ndarray, np.ndarray]:
+    """(the layer's total relevance / the logit, |sum of the top concepts' heatmap totals / their
+    relevance at the layer - 1|) per image, on the explainer's own rules."""
+    from ..explainer import Explainer
+    from ..targets import start_relevance
+
+    shares, errors = [], []
+    composite = result.info.get("composite")
+    with Explainer(model, "crp", concepts=1, layer=layer, **({"composite": composite} if composite else {})) as crp:
+        prepared = crp.model
+        module = prepared.get_submodule(layer)
+        for i in range(len(images)):
+            captured = {}
+            handle = module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("out", out))
+            try:
+                x = images[i:i + 1].detach().clone().requires_grad_()
+                with torch.enable_grad():
+                    logits = prepared(x)
+                    start = start_relevance(logits, targets[i:i + 1])
+                    layer_relevance, = torch.autograd.grad(logits, captured["out"], start)
+            finally:
+                handle.remove()
+            logit = float(logits[0, targets[i]].detach())
+            per_channel = layer_relevance[0].flatten(1).sum(1)
+            shares.append(float(per_channel.sum()) / logit if logit else np.nan)
+            channels = [c.channel for c in result.concepts[i]]
+            at_layer = float(per_channel[channels].sum())
+            totals = float(sum(float(c.heatmap.sum()) for c in result.concepts[i]))
+            errors.append(abs(totals / at_layer - 1) if at_layer else np.nan)
+    return np.asarray(shares), np.asarray(errors)
+
+
+def _other_class_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    masked = logits.clone()
+    masked[torch.arange(len(targets)), targets] = -torch.inf
+    return masked.argmax(1)
+
+
+def evaluate_methods(model, data: EvalImages, methods: list[Method], *, seed: int = 0, batch: int = 16,
+                     sensitivity_n: int = 32, randomise: bool = True,
+                     progress: Optional[Callable[[str], None]] = None) -> dict[str, MethodScores]:
+    images = torch.from_numpy(data.images)
+    with torch.no_grad():
+        logits = torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
+    targets = logits.argmax(1)  # every method explains the model's own decision
+    explained_logit = logits[torch.arange(len(targets)), targets].numpy()
+    out = {}
+    for method in methods:
+        step = (lambda what: progress(f"{method.name}: {what}")) if progress else (lambda what: None)
+        scores = MethodScores(method.name)
+        step("maps")
+        result = method.compute(model, images, targets, batch)
+        maps = result.heatmaps.numpy()
+        if method.kind in ("lrp", "crp"):  # relevance totals: the only maps whose total means a logit
+            totals = maps.reshape(len(maps), -1).sum(1)
+            scores.per_image["total_sign_agrees"] = metrics.sign_agrees(totals, explained_logit)
+            scores.per_image["total_over_logit"] = totals / explained_logit
+        _localisation(scores, maps, data, method.signed_evidence)
+        if method.class_specific and logits.shape[1] > 1:
+            step("class sensitivity")
+            other = method.compute(model, images, _other_class_targets(logits, targets), batch).heatmaps.numpy()
+            scores.per_image["class_spearman"] = metrics.spearman(maps, other)
+        if method.kind == "crp":
+            step("concepts")
+            _crp_scores(scores, result, model, images, targets, result.info.get("layer"))
+        # CRP's full heatmap is the LRP map: its infidelity, sensitivity and randomisation are LRP's
+        if sensitivity_n and method.kind not in ("random", "crp"):
+            step("infidelity and max-sensitivity")
+            k = min(sensitivity_n, len(images))
+            infid, sens = _infidelity_and_sensitivity(method, model, images[:k], targets[:k],
+                                                      result.heatmaps[:k], batch, seed)
+            scores.per_image["infidelity"] = np.concatenate([infid, np.full(len(images) - k, np.nan)])
+            scores.per_image["max_sensitivity"] = np.concatenate([sens, np.full(len(images) - k, np.nan)])
+        # the cascade re-randomises one copy in place, so each method walks its own (same seed,
+        # same draws: every method sees the same randomised models)
+        for label, randomised in (cascade(model, seed) if randomise and method.kind != "crp" else ()):
+            step(f"randomised down to {label}")
+            rmaps = method.compute(randomised, images, targets, batch).heatmaps.numpy()
+            scores.randomisation.append({"stage": label, "abs": metrics.spearman(np.abs(maps), np.abs(rmaps)),
+                                         "signed": metrics.spearman(maps, rmaps)})
+        out[method.name] = scores
+    return out
+
+
+def run_explain_eval(run: Path, data: Path, out: Path, *, n: int = 200, methods: Optional[Sequence[str]] = None,
+                     seed: int = 0, sensitivity_n: int = 32, batch: int = 16, image_root: Optional[Path] = None,
+                     quiet: bool = False) -> dict:
+    """Load the run, score the methods on `n` images of `data`, write the report into `out`."""
+    from tqdm import tqdm
+
+    from ...training.models import spec_of_model
+    from ...training.rundir import load_run
+    from .report import write_report
+
+    torch.manual_seed(seed)
+    model, meta = load_run(run)
+    spec = spec_of_model(model)
+    chosen = parse_methods(methods or default_methods(spec), spec, seed)
+    if n < 2:
+        raise UsageError("--n must be at least 2 (confidence intervals need images)")
+    images = load_eval_images(data, meta.preprocessing, meta.classes, n, seed, image_root)
+    steps = sum(1 + (m.class_specific) + (m.kind == "crp") + bool(sensitivity_n and m.kind not in ("random", "crp"))
+                + (0 if m.kind == "crp" else len(spec.stages)) for m in chosen)
+    bar = tqdm(total=steps, desc="explain-eval", disable=quiet, unit="step")
+
+    def progress(what: str) -> None:
+        bar.set_postfix_str(what[:60])
+        bar.update(1)
+
+    try:
+        scores = evaluate_methods(model, images, chosen, seed=seed, batch=batch, sensitivity_n=sensitivity_n,
+                                  progress=progress)
+    finally:
+        bar.close()
+    if not scores:
+        raise ExplainError("no method was scored")
+    return write_report(out, scores, run=Path(run), data=Path(data), images=images, meta=meta, spec=spec,
+                        seed=seed, sensitivity_n=min(sensitivity_n, len(images.paths)))

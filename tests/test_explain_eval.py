@@ -1,0 +1,154 @@
+"""explain-eval: its metrics on fixed arrays (against the definitions), the randomisation check
+telling a model-blind map from LRP, and the command end to end (report files, bad images)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from lesionlens.explain.evaluation import metrics
+
+
+def test_localisation_metrics_follow_their_definitions():
+    mask = np.zeros((1, 4, 4), bool)
+    mask[0, :2, :2] = True  # 4 of 16 pixels
+    a = np.zeros((1, 4, 4))
+    a[0, 0, 0], a[0, 0, 1], a[0, 3, 3] = 3.0, 1.0, 4.0  # evidence 4 inside, 4 outside
+    assert metrics.mass_accuracy(a, mask)[0] == pytest.approx(0.5)
+    # top-4 pixels by value: (3,3), (0,0), (0,1) and a zero: 2 of the 4 mask pixels
+    assert metrics.rank_accuracy(a, mask)[0] == pytest.approx(0.5)
+    assert metrics.pointing_game(a, mask)[0] == 0.0  # the maximum (4.0) is outside
+    a[0, 1, 1] = 9.0
+    assert metrics.pointing_game(a, mask)[0] == 1.0
+    signed = np.array([[[-5.0, 1.0], [0.0, 2.0]]])
+    assert np.array_equal(metrics.evidence(signed), [[[0.0, 1.0], [0.0, 2.0]]])
+    assert np.array_equal(metrics.evidence(signed, signed=False), np.abs(signed))
+
+
+def test_distinctness_spearman_sign_and_ci():
+    base = np.random.default_rng(0).standard_normal((8, 8))
+    same_up_to_sign = np.stack([base, -base, 2 * base])
+    assert metrics.mean_abs_cosine(same_up_to_sign) == pytest.approx(1.0)
+    orthogonal = np.zeros((2, 2, 2))
+    orthogonal[0, 0, 0] = orthogonal[1, 1, 1] = 1.0
+    assert metrics.mean_abs_cosine(orthogonal) == pytest.approx(0.0)
+    a = np.random.default_rng(1).standard_normal((3, 6, 6))
+    assert np.allclose(metrics.spearman(a, a), 1.0) and np.allclose(metrics.spearman(a, -a), -1.0)
+    assert metrics.spearman(a, np.ones_like(a)).tolist() == [0.0, 0.0, 0.0]  # constant: no ranking
+    assert metrics.sign_agrees(np.array([1.0, -2.0, 3.0]), np.array([0.5, 1.0, 2.0])).tolist() == [1, 0, 1]
+    values = np.random.default_rng(2).normal(0.3, 0.1, 300)
+    ci = metrics.bootstrap_ci(values, seed=0)
+    assert ci["low"] < ci["mean"] < ci["high"] and ci["n"] == 300
+    assert ci["high"] - ci["low"] < 0.05  # ~ 4 standard errors of 0.1/sqrt(300)
+    assert metrics.bootstrap_ci(values, seed=0) == ci
+    assert metrics.bootstrap_ci([np.nan, np.nan])["mean"] is None
+
+
+def test_randomisation_flags_an_edge_detector_and_passes_lrp(synth_small, tmp_path):
+    """The check's purpose: a map that ignores the model (Sobel edges) keeps Spearman 1 however
+    much of the model is re-initialised; LRP with the default rules falls with each stage.
+    (A ResNet50 with BatchNorm statistics from data: the randomisation draws new weights, so
+    the maps of a model that LRP explains must move. The trained-model numbers are pinned in
+    test_learning.py.)"""
+    from conftest import write_random_run
+    from lesionlens.explain.evaluation.data import load_eval_images
+    from lesionlens.explain.evaluation.runner import evaluate_methods, parse_methods
+    from lesionlens.training.models import spec_of_model
+    from lesionlens.training.rundir import load_run
+
+    model, meta = load_run(write_random_run(tmp_path / "run", "resnet50", size=64))
+    data = load_eval_images(synth_small, meta.preprocessing, meta.classes, 16)
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(data.images))
+    model.eval()
+    spec = spec_of_model(model)
+    scores = evaluate_methods(model, data, parse_methods(["lrp", "edge"], spec, 0), sensitivity_n=0)
+    edge = [np.mean(r["abs"]) for r in scores["edge"].randomisation]
+    lrp = [np.mean(r["abs"]) for r in scores["lrp"].randomisation]
+    assert len(edge) == len(spec.stages) == len(lrp)
+    assert min(edge) > 0.99, edge
+    assert lrp[-1] < 0.8 and lrp[-1] < min(edge) - 0.2, lrp
+
+
+def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_small, data)
+    victim = next((data / "melanoma").glob("*.png"))
+    victim.write_bytes(b"not a png")
+    out = tmp_path / "eval"
+    # --n above the 120 images: every image is tried, so the bad one is met and skipped
+    result = run_cli("explain-eval", str(trained_run), "--data", str(data), "--out", str(out), "--n", "500",
+                     "--sensitivity-n", "2", "--methods", "lrp,crp,gradient,random", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and victim.name in result.stderr
+    report = json.loads((out / "explain_eval.json").read_text())
+    assert report["n"] == 119 and report["skipped_images"][0]["path"].endswith(victim.name)
+    assert set(report["methods"]) == {"lrp", "crp", "gradient", "random"}
+    lrp = report["methods"]["lrp"]["metrics"]
+    for key in ("mass_accuracy_lesion", "rank_accuracy_lesion", "pointing_game_lesion", "total_sign_agrees",
+                "class_spearman", "infidelity", "max_sensitivity"):
+        ci = lrp[key]
+        assert ci["n"] > 0 and ci["low"] <= ci["mean"] <= ci["high"], key
+    assert lrp["infidelity"]["n"] == 2
+    crp = report["methods"]["crp"]["metrics"]
+    assert 0 <= crp["concept_abs_cosine"]["mean"] <= 1 and crp["layer_share_of_logit"]["n"] == 119
+    assert len(report["methods"]["lrp"]["randomisation"]) > 1 and not report["methods"]["crp"]["randomisation"]
+    md = (out / "explain_eval.md").read_text()
+    assert "| mass_accuracy_lesion |" in md and "Randomisation" in md
+    for png in report["plots"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # deterministic for a seed
+    again = tmp_path / "again"
+    run_cli("explain-eval", str(trained_run), "--data", str(data), "--out", str(again), "--n", "500",
+            "--sensitivity-n", "2", "--methods", "lrp,crp,gradient,random", "--quiet")
+    second = json.loads((again / "explain_eval.json").read_text())
+    assert second["methods"] == report["methods"]
+
+
+def test_cli_rejects_unknown_methods_in_one_line(trained_run, synth_small, tmp_path):
+    result = run_cli("explain-eval", str(trained_run), "--data", str(synth_small), "--out", str(tmp_path / "x"),
+                     "--methods", "lrp:no_such_rules")
+    assert result.returncode == 2 and "no_such_rules" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("explain-eval", str(trained_run), "--data", str(synth_small), "--out", str(tmp_path / "x"),
+                     "--methods", "attention")
+    assert result.returncode == 2 and "attention" in result.stderr
+
+
+def test_attention_crp_shares_add_up_to_the_region(tmp_path):
+    """Local concept analysis inside the attention head's top region: with biases zeroed (so
+    relevance is conserved below the concept layer) the heatmaps of all the layer's channels add
+    up to the region's relevance at the layer, within 1%."""
+    from conftest import write_random_run, zero_biases
+    from lesionlens.explain import Explainer
+    from lesionlens.training.rundir import load_run
+
+    model, meta = load_run(write_random_run(tmp_path / "run", "attention_resnet50", size=64))
+    model.train()
+    with torch.no_grad():  # BatchNorm statistics from data, so activations do not vanish
+        for _ in range(3):
+            model(torch.randn(8, 3, 64, 64))
+    model.eval()
+    zero_biases(model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with Explainer(model, "attention_crp", concepts=4, layer="backbone.layer3") as explainer:
+        explanations = explainer.explain(x)
+    for e in explanations:
+        region = e.info["regions"]
+        assert region.shape == (64, 64) and 0 < int(region.sum()) < 64 * 64
+        # pushed to the input, the region's relevance arrives whole (conservation below the
+        # layer), and each concept's heatmap carries its share of it: the shares of all channels
+        # sum to 1 by construction, so the concepts' heatmaps add up to the region's relevance
+        region_relevance = e.info["region_relevance"]
+        assert abs(region_relevance) > 1e-3
+        assert abs(float(e.heatmap.sum()) - region_relevance) <= 0.01 * abs(region_relevance)
+        for c in e.concepts:
+            part = c.relevance_share * region_relevance
+            assert abs(float(c.heatmap.sum()) - part) <= 0.01 * abs(region_relevance), (c.channel, part)
+        # ranked by |relevance inside the region|
+        rel = np.abs([c.relevance_share for c in e.concepts])
+        assert np.all(np.diff(rel) <= 1e-9)
