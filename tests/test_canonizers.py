@@ -143,11 +143,11 @@ def _fast_recipes():
     return [name for name, recipe in RECIPES.items() if not supports(recipe)]
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0_relu"])  # the attention head adds no rule
 @pytest.mark.parametrize("recipe", _fast_recipes())
 def test_fast_engine_equals_zennit_for_every_recipe_it_runs(arch, recipe):
     """Every rule the fast engine implements (z+, epsilon, gamma, flat; biases absorbed, ignored
-    or shared) against zennit's hooks with the same assignment."""
+    or shared; dense and depthwise convolutions) against zennit's hooks with the same assignment."""
     from zennit.rules import ZPlus
 
     from lesionlens.explain.fast_lrp import fast_lrp_relevance

@@ -74,20 +74,32 @@ def test_randomisation_flags_an_edge_detector_and_passes_lrp(synth_small, tmp_pa
 
 
 def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, tmp_path):
+    import csv
     import shutil
 
+    # 13 images of synth_small (its CSV with the mask columns, cut down), one of them broken
     data = tmp_path / "data"
-    shutil.copytree(synth_small, data)
-    victim = next((data / "melanoma").glob("*.png"))
+    with open(synth_small / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:13]
+    for row in rows:
+        for column in ("image", "lesion_mask", "artifact_mask"):
+            if row[column]:
+                (data / row[column]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(synth_small / row[column], data / row[column])
+    with open(data / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    victim = data / rows[4]["image"]
     victim.write_bytes(b"not a png")
     out = tmp_path / "eval"
-    # --n above the 120 images: every image is tried, so the bad one is met and skipped
-    result = run_cli("explain-eval", str(trained_run), "--data", str(data), "--out", str(out), "--n", "500",
+    # --n above the 13 images: every image is tried, so the bad one is met and skipped
+    result = run_cli("explain-eval", str(trained_run), "--data", str(data), "--out", str(out), "--n", "50",
                      "--sensitivity-n", "2", "--methods", "lrp,crp,gradient,random", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and victim.name in result.stderr
     report = json.loads((out / "explain_eval.json").read_text())
-    assert report["n"] == 119 and report["skipped_images"][0]["path"].endswith(victim.name)
+    assert report["n"] == 12 and report["skipped_images"][0]["path"].endswith(victim.name)
     assert set(report["methods"]) == {"lrp", "crp", "gradient", "random"}
     lrp = report["methods"]["lrp"]["metrics"]
     for key in ("mass_accuracy_lesion", "rank_accuracy_lesion", "pointing_game_lesion", "total_sign_agrees",
@@ -96,7 +108,7 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
         assert ci["n"] > 0 and ci["low"] <= ci["mean"] <= ci["high"], key
     assert lrp["infidelity"]["n"] == 2
     crp = report["methods"]["crp"]["metrics"]
-    assert 0 <= crp["concept_abs_cosine"]["mean"] <= 1 and crp["layer_share_of_logit"]["n"] == 119
+    assert 0 <= crp["concept_abs_cosine"]["mean"] <= 1 and crp["layer_share_of_logit"]["n"] == 12
     assert len(report["methods"]["lrp"]["randomisation"]) > 1 and not report["methods"]["crp"]["randomisation"]
     md = (out / "explain_eval.md").read_text()
     assert "| mass_accuracy_lesion |" in md and "Randomisation" in md
@@ -104,7 +116,7 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # deterministic for a seed
     again = tmp_path / "again"
-    run_cli("explain-eval", str(trained_run), "--data", str(data), "--out", str(again), "--n", "500",
+    run_cli("explain-eval", str(trained_run), "--data", str(data), "--out", str(again), "--n", "50",
             "--sensitivity-n", "2", "--methods", "lrp,crp,gradient,random", "--quiet")
     second = json.loads((again / "explain_eval.json").read_text())
     assert second["methods"] == report["methods"]

@@ -164,7 +164,7 @@ class Explainer:
         wanted = None if targets is None else torch.as_tensor(
             [PREDICTED if t is None else int(t) for t in targets], dtype=torch.long, device=device)
         try:
-            result = self._run(x, wanted, concepts)
+            result = self.compute(x, wanted, concepts)
         except ValueError as exc:  # targets.resolve_targets: out of range for the model's logits
             raise ExplainError(str(exc)) from None
         probs = torch.softmax(result.logits.float(), 1)
@@ -186,7 +186,9 @@ class Explainer:
             ))
         return explanations
 
-    def _run(self, x: torch.Tensor, targets, concepts: Optional[int]):
+    def compute(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None, concepts: Optional[int] = None):
+        """The method's raw MethodResult on a preprocessed batch already on the model's device
+        (tensors, batched: what explain-eval scores); `explain` wraps it into Explanations."""
         run = METHODS[self.method]
         if self.method == "lrp":
             return run(self.model, x, targets, engine=self.engine)

@@ -73,7 +73,7 @@ class Method:
             if self.kind == "crp":
                 options.update(concepts=concepts or TOP_CONCEPTS)
             with Explainer(model, self.kind, **options) as explainer:
-                results = [explainer._run(images[i:i + batch], targets[i:i + batch], None)
+                results = [explainer.compute(images[i:i + batch], targets[i:i + batch])
                            for i in range(0, len(images), batch)]
         return MethodResult(torch.cat([r.heatmaps for r in results]), torch.cat([r.logits for r in results]),
                             torch.cat([r.targets for r in results]),
