@@ -120,9 +120,12 @@ def test_matches_zennit_reference_canonizer_on_torchvision_resnet50():
     timm_model = _model("resnet50", seed=4)
     tv_model = torchvision.models.resnet50(num_classes=2).eval()
     tv_model.load_state_dict(timm_model.state_dict(), strict=True)  # same parameter names
+    from lesionlens.explain.lrp import composite_for
+
     x = _inputs(5)
     target = torch.tensor([1, 0])
-    _, ours = lrp_relevance(timm_model, x, target)
+    # zennit's EpsilonPlusFlat as our recipe of the same rules, on our canonizers
+    _, ours = lrp_relevance(timm_model, x, target, composite_for(timm_model, "epsilon_plus_flat"))
     with Gradient(model=tv_model, composite=EpsilonPlusFlat(canonizers=[ResNetCanonizer()])) as attributor:
         _, reference = attributor(x, lambda out: out * torch.nn.functional.one_hot(target, 2))
     cosine = torch.nn.functional.cosine_similarity(ours.flatten(1), reference.flatten(1))
@@ -136,15 +139,25 @@ def test_matches_zennit_reference_canonizer_on_torchvision_resnet50():
     assert ((naive_ratio - 1).abs() > 0.01).any(), naive_ratio
 
 
-def _fast_recipes():
+def _fast_recipe_cases():
+    """(arch, recipe) for every recipe the fast engine runs, on ResNet50 (dense convolutions) and
+    EfficientNet (depthwise; the attention head adds no rule). On EfficientNet the gamma and
+    bias-ignoring recipes blow up in both engines (relevance ~1e14: sums of cancelling terms over
+    a depthwise unit's 9 inputs; docs/explanation-choice.md), where agreement means nothing."""
     from lesionlens.explain.fast_lrp import supports
     from lesionlens.explain.rules import RECIPES
 
-    return [name for name, recipe in RECIPES.items() if not supports(recipe)]
+    cases = []
+    for name, recipe in RECIPES.items():
+        if supports(recipe):
+            continue
+        cases.append(("resnet50", name))
+        if "gamma" not in (recipe.lower, recipe.upper, recipe.depthwise) and recipe.bias != "ignore":
+            cases.append(("efficientnet_b0_relu", name))
+    return cases
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0_relu"])  # the attention head adds no rule
-@pytest.mark.parametrize("recipe", _fast_recipes())
+@pytest.mark.parametrize("arch,recipe", _fast_recipe_cases())
 def test_fast_engine_equals_zennit_for_every_recipe_it_runs(arch, recipe):
     """Every rule the fast engine implements (z+, epsilon, gamma, flat; biases absorbed, ignored
     or shared; dense and depthwise convolutions) against zennit's hooks with the same assignment."""
