@@ -50,10 +50,11 @@ def test_every_architecture_learns_with_its_recipe(datasets, arch, classes, tmp_
 
 
 def _pin_explanation_quality(run, heldout, arch):
-    """The chosen defaults' measured behaviour on a trained model (docs/explanation-choice.md):
-    the LRP map changes when the top stage and the head are randomised, and the top-8 CRP concept
-    heatmaps are distinct pictures. Before the choice (z+ everywhere, a concept layer inside the
-    last bottleneck) these were 0.91-1.00 and 0.999-1.000 at 64 px."""
+    """The chosen defaults against the rules they replaced (EpsilonPlusFlat: z+ everywhere), on
+    the same trained model and images: the default LRP map moves more when the top stage and the
+    head are re-initialised, and the default's top-8 CRP concept heatmaps are more distinct (at the
+    default concept layer). On the ResNets the default conserves, so the heatmap's total has the
+    logit's sign. Measured at 96 px: docs/explanation-choice.md."""
     import numpy as np
 
     from lesionlens.explain.evaluation.data import load_eval_images
@@ -63,12 +64,14 @@ def _pin_explanation_quality(run, heldout, arch):
 
     model, meta = load_run(run)
     data = load_eval_images(heldout, meta.preprocessing, meta.classes, 32)
-    scores = evaluate_methods(model, data, parse_methods(["lrp", "crp"], spec_of_model(model), 0), sensitivity_n=0)
-    top_and_head = float(np.mean(scores["lrp"].randomisation[1]["abs"]))
-    distinct = float(np.nanmean(scores["crp"].per_image["concept_abs_cosine"]))
+    names = ["lrp", "crp", "lrp:epsilon_plus_flat", "crp:epsilon_plus_flat"]
+    scores = evaluate_methods(model, data, parse_methods(names, spec_of_model(model), 0), sensitivity_n=0)
+    moved = {n: float(np.mean(scores[n].randomisation[1]["abs"])) for n in ("lrp", "lrp:epsilon_plus_flat")}
+    distinct = {n: float(np.nanmean(scores[n].per_image["concept_abs_cosine"])) for n in ("crp", "crp:epsilon_plus_flat")}
     sign = float(np.mean(scores["lrp"].per_image["total_sign_agrees"]))
-    print(f"{arch}: |map| Spearman after top stage + head randomised {top_and_head:.3f}, "
-          f"CRP top-8 mean |cos| {distinct:.3f}, total with the logit's sign {sign:.3f}")
-    assert top_and_head <= 0.9, top_and_head
-    assert distinct <= 0.8, distinct
-    assert sign >= 0.95, sign
+    print(f"{arch}: |map| Spearman after top stage + head randomised {moved}, CRP top-8 mean |cos| {distinct}, "
+          f"total with the logit's sign {sign:.3f}")
+    assert moved["lrp"] < moved["lrp:epsilon_plus_flat"] - 0.02, moved
+    assert distinct["crp"] < distinct["crp:epsilon_plus_flat"] - 0.02, distinct
+    if arch != "efficientnet_b0_relu":  # EfficientNet cannot conserve (bias-only depthwise units)
+        assert sign >= 0.95, sign
