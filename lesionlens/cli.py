@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="images to search (default: the run's train + val splits)")
     p.add_argument("--image-root")
-    p.add_argument("--layer", help="CRP layer (default: the last residual block's final conv)")
+    p.add_argument("--layer", help="CRP layer (default: the architecture's concept layer, e.g. layer3)")
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_cmd_atlas)

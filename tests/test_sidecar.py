@@ -78,7 +78,7 @@ def test_health_then_lazy_load_then_explain(server, synth_small):
     assert refs and base64.b64decode(refs)[:4] == b"\x89PNG"
     after = httpx.get(f"{url}/health").json()
     assert after["weights_loaded"] is True and after["cold_start_seconds"] > 0 and after["device"] == "cpu"
-    assert after["concept_atlas"] == "conv_head"
+    assert after["concept_atlas"] == "blocks.5"
 
 
 @pytest.mark.parametrize("case,status,needle", [
