@@ -51,11 +51,15 @@ class _Rule(torch.autograd.Function):
         ctx.save_for_backward(x)
 
 
-class _ZPlusConv(_Rule):
+class _ConvRule(_Rule):
+    """A convolution whose backward is an LRP rule: the forward is the convolution itself."""
+
     @staticmethod
     def forward(x, conv):
         return conv._conv_forward(x, conv.weight, conv.bias)
 
+
+class _ZPlusConv(_ConvRule):
     @staticmethod
     def setup_context(ctx, inputs, output):
         x, conv = inputs
@@ -114,14 +118,10 @@ def _modified_params(conv: nn.Conv2d):
     return cached
 
 
-class _ModifiedConv(_Rule):
+class _ModifiedConv(_ConvRule):
     """Epsilon (W' = W) and gamma (W' = W + gamma W+) in zennit's form: z = W'x + b',
     R_in = x * W'^T (R / stabilize(z, epsilon)); with bias "share" (lrp.SharedBias), plus
     |x| * |W'|^T (b' R / z / (|W'| |x|))."""
-
-    @staticmethod
-    def forward(x, conv):
-        return conv._conv_forward(x, conv.weight, conv.bias)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -147,11 +147,7 @@ class _ModifiedConv(_Rule):
         return out, None
 
 
-class _FlatConv(_Rule):
-    @staticmethod
-    def forward(x, conv):
-        return conv._conv_forward(x, conv.weight, conv.bias)
-
+class _FlatConv(_ConvRule):
     @staticmethod
     def backward(ctx, relevance):
         (x,) = ctx.saved_tensors
