@@ -64,6 +64,9 @@ def _cmd_evaluate(args) -> int:
         write_json(Path(args.out), metrics)
     shown = {k: metrics.get(k) for k in ("n", "roc_auc", "accuracy", "balanced_accuracy", "sensitivity",
                                          "specificity", "threshold", "skipped_unreadable")}
+    isic = metrics["isic"]
+    shown["isic"] = {key: isic[key] for key in ("balanced_multiclass_accuracy", "partial_auc_above_80_sensitivity")
+                     if key in isic}
     print(json.dumps(shown, indent=2))
     return EXIT_PARTIAL if metrics["skipped_unreadable"] else EXIT_OK
 
@@ -92,7 +95,8 @@ def _cmd_predict(args) -> int:
     from .errors import UsageError, one_line
 
     predictions, classifier, found = predict_paths(Path(args.model), args.inputs, Path(args.out) if args.out else None,
-                                                   args.provider, args.batch_size, progress=not args.quiet)
+                                                   args.provider, args.batch_size, progress=not args.quiet,
+                                                   fmt=args.format)
     failed = [p for p in predictions if not p.ok]
     for p in failed:
         print(f"error: {one_line(p.source)}: {p.error}", file=sys.stderr)
@@ -239,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="MODEL.onnx")
     p.add_argument("inputs", nargs="+", help="image files, folders, globs")
     p.add_argument("--out", help="results.csv or results.jsonl (default: CSV on stdout)")
+    p.add_argument("--format", choices=["csv", "jsonl", "isic"],
+                   help="default: from --out's suffix (CSV on stdout). isic: the ISIC challenge submission "
+                        "layout (image name without extension, one probability column per class); inputs "
+                        "that fail are reported on stderr, not written")
     p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--quiet", action="store_true")

@@ -147,6 +147,17 @@ def test_predict_cli_one_row_per_input_with_error_rows(exported, tmp_path):
     assert {line["source"].rsplit("/", 1)[-1] for line in lines} == {"rgb.png", "gray.png", "rgba.png", "deep16.png", "one_pixel.png", "huge.png"}
     result = run_cli("predict", str(exported / "model.onnx"), str(folder / "rgb.png"), str(folder / "photo.jpg"), "--quiet")
     assert result.returncode == 0 and result.stdout.startswith("path,label,prob_benign")
+    # the ISIC submission layout: image without extension, one probability column per class;
+    # the bad inputs are named on stderr (they have no row in that layout)
+    out_isic = tmp_path / "submission.csv"
+    result = run_cli("predict", str(exported / "model.onnx"), str(folder), missing, "--out", str(out_isic),
+                     "--format", "isic", "--quiet")
+    assert result.returncode == 1 and "missing.png" in result.stderr
+    isic_rows = list(csv.DictReader(out_isic.open()))
+    assert list(isic_rows[0]) == ["image", "benign", "melanoma"]
+    assert {r["image"] for r in isic_rows} == {name.rsplit(".", 1)[0] for name in good}
+    for r in isic_rows:
+        assert abs(float(r["benign"]) + float(r["melanoma"]) - 1) < 1e-4
 
 
 def test_predict_cli_usage_errors_exit_2(tmp_path, exported):

@@ -80,10 +80,27 @@ def _csv_rows(predictions: list[Prediction], classes: list[str]):
         yield [p.source, p.label or "", *probs, int(p.flagged) if p.ok else "", p.flag_reason, p.error or ""]
 
 
-def write_results(predictions: list[Prediction], classes: list[str], out: Optional[Path], stream: TextIO = sys.stdout) -> None:
-    as_jsonl = out is not None and out.suffix.lower() in (".jsonl", ".json")
+def _isic_rows(predictions: list[Prediction], classes: list[str]):
+    """The ISIC challenge submission layout: `image` (the file name without its extension) and
+    one probability column per class; it has no place for errors, so failed inputs are left out
+    (the caller reports them)."""
+    yield ["image", *classes]
+    for p in predictions:
+        if p.ok:
+            yield [Path(p.source).stem, *(f"{p.probabilities[c]:.6f}" for c in classes)]
+
+
+FORMATS = ("csv", "jsonl", "isic")
+
+
+def write_results(predictions: list[Prediction], classes: list[str], out: Optional[Path], stream: TextIO = sys.stdout,
+                  fmt: Optional[str] = None) -> None:
+    if fmt is None:
+        fmt = "jsonl" if out is not None and out.suffix.lower() in (".jsonl", ".json") else "csv"
     buffer = io.StringIO()
-    if as_jsonl:
+    if fmt == "isic":
+        csv.writer(buffer).writerows(_isic_rows(predictions, classes))
+    elif fmt == "jsonl":
         for p in predictions:
             buffer.write(json.dumps(p.to_dict()) + "\n")
     else:
@@ -95,7 +112,8 @@ def write_results(predictions: list[Prediction], classes: list[str], out: Option
 
 
 def predict_paths(model: Path, inputs: Sequence[str], out: Optional[Path], provider: str = "auto",
-                  batch_size: int = 32, progress: bool = True) -> tuple[list[Prediction], Classifier, Inputs]:
+                  batch_size: int = 32, progress: bool = True,
+                  fmt: Optional[str] = None) -> tuple[list[Prediction], Classifier, Inputs]:
     """One Prediction per entry found, in order (an error row for each that could not be read)."""
     from tqdm.auto import tqdm
 
@@ -106,5 +124,5 @@ def predict_paths(model: Path, inputs: Sequence[str], out: Optional[Path], provi
         classified = iter(classifier.predict(readable, on_batch=bar.update))
     predictions = [next(classified) if error is None else Prediction(path, error=error)
                    for path, error in found.entries]
-    write_results(predictions, classifier.classes, out)
+    write_results(predictions, classifier.classes, out, fmt=fmt)
     return predictions, classifier, found

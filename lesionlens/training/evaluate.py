@@ -10,6 +10,7 @@ from typing import Optional
 from ..data.readers import read_dataset, restrict_to_classes
 from ..data.scan import scan_dataset
 from ..errors import DatasetError, display_path
+from .isic_metrics import isic_scores
 from .metrics import classification_metrics
 from .rundir import load_run
 from .trainer import DistEnv, TrainConfig, make_loader, predict_probs, resolve_device
@@ -33,5 +34,7 @@ def evaluate(run: Path, data: Path, image_root: Optional[Path] = None, device: s
     loader, _ = make_loader(scan.samples, meta.preprocessing, False, config, DistEnv(), dev)
     probs, labels, loss = predict_probs(model, loader, dev, progress)
     metrics = classification_metrics(labels, probs, meta.classes, meta.positive_index, meta.decision_threshold)
+    # the ISIC challenge's metrics, as its official scorer computes them (isic_metrics.py)
+    metrics["isic"] = isic_scores(labels, probs, meta.classes, meta.positive_index)
     metrics.update(loss=loss, data=str(data), skipped_unreadable=len(unreadable), unreadable=unreadable)
     return metrics

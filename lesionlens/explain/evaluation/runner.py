@@ -47,6 +47,7 @@ class MethodScores:
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (n,) with NaN for "n/a"
     randomisation: list[dict] = field(default_factory=list)  # [{stage, abs: (n,), signed: (n,)}]
     notes: list[str] = field(default_factory=list)
+    maps: Optional[np.ndarray] = None  # the trained model's maps, while the method is scored
 
 
 @dataclass
@@ -60,21 +61,35 @@ class Method:
     class_specific: bool = True
     options: dict = field(default_factory=dict)
 
-    def compute(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                batch: int, concepts: int = 0) -> MethodResult:
+    def open(self, model: torch.nn.Module):
+        """An explainer prepared once on `model` (canonized copy, rules registered), to pass to
+        every compute() on that same model; None for the reference maps. Close it when done."""
         from ..explainer import Explainer
 
+        if self.kind in REFERENCES:
+            return None
+        options = {"composite": self.composite} if self.composite else {}
+        if self.kind == "crp":
+            options.update(concepts=TOP_CONCEPTS)
+        return Explainer(model, self.kind, **options)
+
+    def compute(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                batch: int, explainer=None) -> MethodResult:
+        """Maps for `images` in batches; `explainer` (from open() on this model) saves preparing
+        a copy of the model per call, which captum's perturbation loops would otherwise do."""
         if self.kind in REFERENCES:
             function = REFERENCES[self.kind][0]
             results = [function(model, images[i:i + batch], targets[i:i + batch], **self.options)
                        for i in range(0, len(images), batch)]
         else:
-            options = {"composite": self.composite} if self.composite else {}
-            if self.kind == "crp":
-                options.update(concepts=concepts or TOP_CONCEPTS)
-            with Explainer(model, self.kind, **options) as explainer:
+            own = explainer is None
+            explainer = self.open(model) if own else explainer
+            try:
                 results = [explainer.compute(images[i:i + batch], targets[i:i + batch])
                            for i in range(0, len(images), batch)]
+            finally:
+                if own:
+                    explainer.close()
         return MethodResult(torch.cat([r.heatmaps for r in results]), torch.cat([r.logits for r in results]),
                             torch.cat([r.targets for r in results]),
                             [c for r in results for c in r.concepts], results[0].info)
@@ -125,7 +140,8 @@ def _localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, sign
 
 
 def _infidelity_and_sensitivity(method: Method, model, images: torch.Tensor, targets: torch.Tensor,
-                                maps: torch.Tensor, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                                maps: torch.Tensor, batch: int, seed: int,
+                                explainer=None) -> tuple[np.ndarray, np.ndarray]:
     from captum.metrics import infidelity, sensitivity_max
 
     generator = torch.Generator().manual_seed(seed)
@@ -140,7 +156,7 @@ def _infidelity_and_sensitivity(method: Method, model, images: torch.Tensor, tar
     def explain(inputs, target=None):
         inputs = inputs[0] if isinstance(inputs, tuple) else inputs  # captum passes a tuple
         target = torch.as_tensor(target).reshape(-1).expand(len(inputs))  # captum keeps one target
-        result = method.compute(model, inputs, target, batch)
+        result = method.compute(model, inputs, target, batch, explainer)
         return ((result.heatmaps[:, None] / 3).expand_as(inputs).contiguous(),)  # captum wants a tuple
 
     attributions = (maps[:, None] / 3).expand_as(images).contiguous()
@@ -156,52 +172,58 @@ def _infidelity_and_sensitivity(method: Method, model, images: torch.Tensor, tar
     return np.asarray(infid), np.asarray(sens)
 
 
-def _crp_scores(scores: MethodScores, result: MethodResult, model, images, targets, layer: str) -> None:
-    """Distinctness, the layer's share of the logit, and conservation below the layer."""
+def _crp_scores(scores: MethodScores, result: MethodResult) -> None:
+    """Distinctness, the layer's share of the logit, and conservation below the layer, from the
+    concepts' own numbers (each carries its channel's and its layer's relevance / the logit)."""
     cosines = [metrics.mean_abs_cosine(torch.stack([c.heatmap for c in concepts]).numpy())
                for concepts in result.concepts]
     scores.per_image["concept_abs_cosine"] = np.asarray(cosines)
-    shares, errors = _layer_relevance(model, images, targets, layer, result)
-    scores.per_image["layer_share_of_logit"] = shares
-    scores.per_image["concept_conservation_error"] = errors
-
-
-def _layer_relevance(model, images, targets, layer, result: MethodResult) -> tuple[np.ndarray, np.ndarray]:
-    """(the layer's total relevance / the logit, |sum of the top concepts' heatmap totals / their
-    relevance at the layer - 1|) per image, on the explainer's own rules."""
-    from ..explainer import Explainer
-    from ..targets import start_relevance
-
+    logits = result.logits[torch.arange(len(result.targets)), result.targets].numpy()
     shares, errors = [], []
-    composite = result.info.get("composite")
-    with Explainer(model, "crp", concepts=1, layer=layer, **({"composite": composite} if composite else {})) as crp:
-        prepared = crp.model
-        module = prepared.get_submodule(layer)
-        for i in range(len(images)):
-            captured = {}
-            handle = module.register_forward_hook(lambda _m, _i, out: captured.__setitem__("out", out))
-            try:
-                x = images[i:i + 1].detach().clone().requires_grad_()
-                with torch.enable_grad():
-                    logits = prepared(x)
-                    start = start_relevance(logits, targets[i:i + 1])
-                    layer_relevance, = torch.autograd.grad(logits, captured["out"], start)
-            finally:
-                handle.remove()
-            logit = float(logits[0, targets[i]].detach())
-            per_channel = layer_relevance[0].flatten(1).sum(1)
-            shares.append(float(per_channel.sum()) / logit if logit else np.nan)
-            channels = [c.channel for c in result.concepts[i]]
-            at_layer = float(per_channel[channels].sum())
-            totals = float(sum(float(c.heatmap.sum()) for c in result.concepts[i]))
-            errors.append(abs(totals / at_layer - 1) if at_layer else np.nan)
-    return np.asarray(shares), np.asarray(errors)
+    for concepts, logit in zip(result.concepts, logits):
+        layer_share = concepts[0].layer_share_of_logit if concepts else None
+        shares.append(np.nan if layer_share is None else layer_share)
+        # the top concepts' heatmap totals against their relevance at the layer
+        at_layer = sum(c.share_of_logit for c in concepts if c.share_of_logit is not None) * float(logit)
+        totals = float(sum(float(c.heatmap.sum()) for c in concepts))
+        errors.append(abs(totals / at_layer - 1) if at_layer else np.nan)
+    scores.per_image["layer_share_of_logit"] = np.asarray(shares)
+    scores.per_image["concept_conservation_error"] = np.asarray(errors)
 
 
 def _other_class_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     masked = logits.clone()
     masked[torch.arange(len(targets)), targets] = -torch.inf
     return masked.argmax(1)
+
+
+def _score_trained(scores: MethodScores, method: Method, model, data: EvalImages, images: torch.Tensor,
+                   logits: torch.Tensor, targets: torch.Tensor, batch: int, sensitivity_n: int, seed: int,
+                   explainer, step: Callable[[str], None]) -> None:
+    """Every score on the trained model (all but randomisation); leaves the maps in scores.maps."""
+    explained_logit = logits[torch.arange(len(targets)), targets].numpy()
+    step("maps")
+    result = method.compute(model, images, targets, batch, explainer)
+    maps = scores.maps = result.heatmaps.numpy()
+    if method.kind in ("lrp", "crp"):  # relevance totals: the only maps whose total means a logit
+        totals = maps.reshape(len(maps), -1).sum(1)
+        scores.per_image["total_sign_agrees"] = metrics.sign_agrees(totals, explained_logit)
+        scores.per_image["total_over_logit"] = totals / explained_logit
+    _localisation(scores, maps, data, method.signed_evidence)
+    if method.class_specific and logits.shape[1] > 1:
+        step("class sensitivity")
+        other = method.compute(model, images, _other_class_targets(logits, targets), batch, explainer)
+        scores.per_image["class_spearman"] = metrics.spearman(maps, other.heatmaps.numpy())
+    if method.kind == "crp":
+        _crp_scores(scores, result)
+    # CRP's full heatmap is the LRP map: its infidelity, sensitivity and randomisation are LRP's
+    if sensitivity_n and method.kind not in ("random", "crp"):
+        step("infidelity and max-sensitivity")
+        k = min(sensitivity_n, len(images))
+        infid, sens = _infidelity_and_sensitivity(method, model, images[:k], targets[:k],
+                                                  result.heatmaps[:k], batch, seed, explainer)
+        scores.per_image["infidelity"] = np.concatenate([infid, np.full(len(images) - k, np.nan)])
+        scores.per_image["max_sensitivity"] = np.concatenate([sens, np.full(len(images) - k, np.nan)])
 
 
 def evaluate_methods(model, data: EvalImages, methods: list[Method], *, seed: int = 0, batch: int = 16,
@@ -211,41 +233,26 @@ def evaluate_methods(model, data: EvalImages, methods: list[Method], *, seed: in
     with torch.no_grad():
         logits = torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
     targets = logits.argmax(1)  # every method explains the model's own decision
-    explained_logit = logits[torch.arange(len(targets)), targets].numpy()
     out = {}
     for method in methods:
         step = (lambda what: progress(f"{method.name}: {what}")) if progress else (lambda what: None)
         scores = MethodScores(method.name)
-        step("maps")
-        result = method.compute(model, images, targets, batch)
-        maps = result.heatmaps.numpy()
-        if method.kind in ("lrp", "crp"):  # relevance totals: the only maps whose total means a logit
-            totals = maps.reshape(len(maps), -1).sum(1)
-            scores.per_image["total_sign_agrees"] = metrics.sign_agrees(totals, explained_logit)
-            scores.per_image["total_over_logit"] = totals / explained_logit
-        _localisation(scores, maps, data, method.signed_evidence)
-        if method.class_specific and logits.shape[1] > 1:
-            step("class sensitivity")
-            other = method.compute(model, images, _other_class_targets(logits, targets), batch).heatmaps.numpy()
-            scores.per_image["class_spearman"] = metrics.spearman(maps, other)
-        if method.kind == "crp":
-            step("concepts")
-            _crp_scores(scores, result, model, images, targets, result.info.get("layer"))
-        # CRP's full heatmap is the LRP map: its infidelity, sensitivity and randomisation are LRP's
-        if sensitivity_n and method.kind not in ("random", "crp"):
-            step("infidelity and max-sensitivity")
-            k = min(sensitivity_n, len(images))
-            infid, sens = _infidelity_and_sensitivity(method, model, images[:k], targets[:k],
-                                                      result.heatmaps[:k], batch, seed)
-            scores.per_image["infidelity"] = np.concatenate([infid, np.full(len(images) - k, np.nan)])
-            scores.per_image["max_sensitivity"] = np.concatenate([sens, np.full(len(images) - k, np.nan)])
+        explainer = method.open(model)  # one prepared copy for every pass on the trained model
+        try:
+            _score_trained(scores, method, model, data, images, logits, targets, batch, sensitivity_n, seed,
+                           explainer, step)
+        finally:
+            if explainer is not None:
+                explainer.close()
         # the cascade re-randomises one copy in place, so each method walks its own (same seed,
         # same draws: every method sees the same randomised models)
         for label, randomised in (cascade(model, seed) if randomise and method.kind != "crp" else ()):
             step(f"randomised down to {label}")
             rmaps = method.compute(randomised, images, targets, batch).heatmaps.numpy()
+            maps = scores.maps
             scores.randomisation.append({"stage": label, "abs": metrics.spearman(np.abs(maps), np.abs(rmaps)),
                                          "signed": metrics.spearman(maps, rmaps)})
+        scores.maps = None  # (n, H, W): not kept past the method
         out[method.name] = scores
     return out
 
