@@ -139,6 +139,21 @@ def _cmd_explain_eval(args) -> int:
     return EXIT_OK
 
 
+def _cmd_audit(args) -> int:
+    from .audit import run_audit
+
+    report = run_audit(Path(args.data), Path(args.out), run=Path(args.run) if args.run else None,
+                       heldout=Path(args.heldout) if args.heldout else None, n=args.n, seed=args.seed,
+                       image_root=Path(args.image_root) if args.image_root else None, quiet=args.quiet)
+    flagged = [f for f in report["findings"] if f["flagged"]]
+    for f in flagged:
+        print(f"flagged: {f['summary']}")
+    print(f"{report['images']} image(s) audited, {len(flagged)} finding(s) flagged; report in "
+          f"{Path(args.out) / 'audit.md'}")
+    unreadable = report["images"] - report["readable"]
+    return EXIT_PARTIAL if unreadable else EXIT_OK
+
+
 def _cmd_atlas(args) -> int:
     from .explain.atlas import build_atlas
 
@@ -278,6 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_explain_eval)
+
+    p = sub.add_parser("audit", help="find dataset shortcuts (the microscope ring, metadata columns, duplicates) "
+                                     "and, with --run, whether the model uses them")
+    p.add_argument("--data", required=True, help="folder of class subfolders or a CSV (any layout train reads)")
+    p.add_argument("--run", help="a run directory: adds the model checks (relevance, SpRAy, counterfactuals)")
+    p.add_argument("--heldout", help="with --run: a separate labelled set on which to check the run's threshold")
+    p.add_argument("--out", required=True, help="folder for audit.json, audit.md and the figures")
+    p.add_argument("--n", type=int, default=600, help="images for the model checks (default 600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-root")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("atlas", help="build the CRP concept atlas (relevance maximization) for a run")
     p.add_argument("run")

@@ -156,7 +156,7 @@ class _ModifiedConv(_ConvRule):
             shared = conv2d_input(x.shape, weight_abs, (s * bias.view(1, -1, 1, 1)).div_(d), **args)
             if ctx.nonnegative:
                 return back.add_(shared).mul_(x), None
-            return back.mul_(x).addcmul_(shared, x_abs), None
+            return back.mul_(x).add_(shared.mul_(x_abs)), None  # (addcmul_ has no vmap batching rule)
         return back.mul_(x), None
 
 

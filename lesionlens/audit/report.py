@@ -1,0 +1,108 @@
+"""audit.json and audit.md: what was found, how sure, what it means, for a clinician as much as
+for an engineer. Figures are written beside them as PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .._io import write_bytes, write_json, write_text
+
+
+def _p(p: Optional[float]) -> str:
+    return "-" if p is None else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
+
+
+def _ci(ci: dict, pct: bool = False) -> str:
+    if not ci or ci.get("mean") is None:
+        return "-"
+    f = (lambda v: f"{100 * v:.0f}%") if pct else (lambda v: f"{v:+.3f}")
+    return f"{f(ci['mean'])} [{f(ci['low'])}, {f(ci['high'])}]"
+
+
+def explain_finding(f: dict) -> str:
+    """One plain sentence per finding."""
+    e, kind = f["evidence"], f["kind"]
+    if kind == "ring_label_association":
+        shares = ", ".join(f"{c}: {100 * v['ring_share']:.0f}%" for c, v in e["per_class"].items()
+                           if v["ring_share"] is not None)
+        verdict = ("the ring goes with the label: a model can learn to call the ring instead of the lesion"
+                   if f["flagged"] else "no association between the ring and the label")
+        return (f"Microscope ring (dark field) on {e['ring_images']} of {e['images']} images ({shares}); "
+                f"{verdict} (p = {_p(f['p_value'])}, Cramer's V {f['effect_size']:.2f}).")
+    if kind == "metadata_association":
+        verdict = "associated with the label" if f["flagged"] else "not associated with the label"
+        return f"{f['subject'].capitalize()} is {verdict} (p = {_p(f['p_value'])}, Cramer's V {f['effect_size']:.2f})."
+    if kind == "near_duplicates":
+        return (f"{e['pairs']} near-duplicate pairs; {e['pairs_across_splits']} cross a split "
+                f"(validation would score memory), {e['pairs_with_different_labels']} have different labels.")
+    if kind == "class_balance":
+        return "Class counts: " + ", ".join(f"{c} {n}" for c, n in e["counts"].items()) + "."
+    if kind == "unreadable":
+        images = e.get("images")
+        return (f"{len(images)} image(s) failed to decode." if isinstance(images, list)
+                else f"{e.get('path')}: {e.get('reason')}")
+    if kind == "artifact_relevance":
+        parts = [f"{c}: {_ci(v['relevance_share'], True)} of its relevance on the artifact, which covers "
+                 f"{100 * v['area_share']:.0f}% of those images" for c, v in e["per_class"].items()
+                 if v["images_with_artifact"]]
+        return "Where the model looks, on images with an artifact: " + ("; ".join(parts) or "no such images") + "."
+    if kind == "spray_cluster":
+        what = "mostly artifact images: a group decided on the same, possibly wrong, evidence" if f["flagged"] else "no concentration of the artifact"
+        return (f"{e['class']} heatmaps, cluster of {e['size']}: {100 * e['artifact_share']:.0f}% artifact images "
+                f"(class-wide {100 * e['class_artifact_share']:.0f}%), {what}.")
+    if kind in ("counterfactual_paste", "counterfactual_remove"):
+        action = "Pasting the artifact onto" if kind == "counterfactual_paste" else "Removing the artifact from"
+        verdict = "the model reacts to the artifact itself" if f["flagged"] else "no material reaction"
+        return (f"{action} {e['images']} images changes P({e['class']}) by "
+                f"{_ci(e['probability_change'])} and flips {_ci(e['flipped_decisions'], True)} of the decisions: {verdict}.")
+    if kind == "threshold_sensitivity":
+        low, high = e["refit_threshold_sensitivity_95"]
+        why = ("within what refitting the threshold on ~{} validation positives gives by chance".format(
+            e["validation_positives"]) if e["within_threshold_noise"] else "outside the threshold's own noise")
+        return (f"At the run's threshold {e['threshold']:.3f} (chosen for {100 * e['target_sensitivity']:.0f}% "
+                f"sensitivity on validation) the held-out sensitivity is {_ci(e['heldout_sensitivity'], True)}; "
+                f"thresholds refitted on bootstrap resamples of the validation split give "
+                f"{100 * low:.0f}-{100 * high:.0f}% there: {why}.")
+    return f["subject"]
+
+
+def _png(path: Path, rgb: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if ok:
+        write_bytes(path, encoded.tobytes())
+
+
+def write_audit_report(out: Path, summary: dict, findings: list[dict], figures: dict) -> dict:
+    out = Path(out)
+    for f in findings:
+        f["summary"] = explain_finding(f)
+    for name, rgb in figures.items():
+        _png(out / name, rgb)
+    report = {**summary, "findings": findings, "figures": sorted(figures)}
+    write_json(out / "audit.json", report)
+    lines = ["# Shortcut audit", "", f"Data: `{summary['data']}`" + (f"; model run: `{summary['run']}`" if summary.get("run") else ""),
+             "", "## What was found", ""]
+    flagged = [f for f in findings if f["flagged"]]
+    lines += [f"- **{f['summary']}**" for f in flagged] or ["- Nothing was flagged."]
+    lines += ["", "## Every check", "", "| check | subject | p | effect | flagged |", "|---|---|---|---|---|"]
+    for f in findings:
+        effect = "-" if f["effect_size"] is None else f"{f['effect_size']:.3f} ({f['effect_measure']})"
+        lines.append(f"| {f['kind']} | {f['subject']} | {_p(f['p_value'])} | {effect} | {'yes' if f['flagged'] else 'no'} |")
+    lines += ["", "## In words", ""] + [f"- {f['summary']}" for f in findings]
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in sorted(figures)]
+    lines += ["", "## How to read this", "",
+              "- p: the chance of an association at least this strong if there were none (Fisher's exact "
+              "test for two-by-two tables, chi-square otherwise); flagged below "
+              f"{summary['alpha']:g} divided by the number of tests, and only with Cramer's V >= {summary['min_effect']}.",
+              "- Counterfactual changes are means with 95% bootstrap intervals; a change is flagged when the "
+              f"interval excludes 0 and the mean moves the probability by at least {summary['min_shift']}.",
+              "- SpRAy clusters are flagged when >= 80% of a cluster (of >= 5 images) carries the artifact, "
+              "20 points above the class's own rate.",
+              "- Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary["timings"].items()) + "."]
+    write_text(out / "audit.md", "\n".join(lines) + "\n")
+    return report
