@@ -154,6 +154,14 @@ def _cmd_audit(args) -> int:
     return EXIT_PARTIAL if unreadable else EXIT_OK
 
 
+def _cmd_demo(args) -> int:
+    from .demo.app import launch
+
+    launch(Path(args.model), Path(args.run), sidecar=args.sidecar, token=args.token, share=args.share,
+           auth=args.auth, host=args.host, port=args.port, device=args.device)
+    return EXIT_OK
+
+
 def _cmd_atlas(args) -> int:
     from .explain.atlas import build_atlas
 
@@ -305,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("demo", help="the Gradio demo: ONNX predictions, explanations, the model card")
+    p.add_argument("--model", required=True, help="MODEL.onnx from lesionlens export")
+    p.add_argument("--run", required=True, help="the run directory the model was exported from")
+    p.add_argument("--sidecar", help="URL of a running `lesionlens serve` (default: explain in this process)")
+    p.add_argument("--token", help="the sidecar's bearer token")
+    p.add_argument("--share", action="store_true", help="a public gradio.live link (needs internet; off by default)")
+    p.add_argument("--auth", help="USER:PASSWORD required to open the page")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("atlas", help="build the CRP concept atlas (relevance maximization) for a run")
     p.add_argument("run")

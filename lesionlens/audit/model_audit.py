@@ -183,12 +183,20 @@ def _threshold_finding(model, meta, run: Path, heldout: Path, image_root, seed: 
     low, high = (float(np.quantile(refit, 0.025)), float(np.quantile(refit, 0.975))) if refit else (None, None)
     observed_ci = bootstrap_ci((held_pos >= meta.decision_threshold).astype(float), seed=seed, resamples=BOOTSTRAP)
     inside = observed is not None and low is not None and low <= observed <= high
+    # the validation positives with and without a detected ring: if the ring-free ones are caught
+    # less often, the validation sensitivity the threshold was fitted to leaned on the ring
+    val_ring = np.asarray([detect_dark_field(rgb).is_ring for rgb in val_rgb])
+    val_pos = val_labels == index
+    caught = (val_probs >= meta.decision_threshold).astype(float)
+    by_ring = {name: bootstrap_ci(caught[val_pos & (val_ring == flag)], seed=seed, resamples=BOOTSTRAP)
+               for name, flag in (("with_ring", True), ("without_ring", False))}
     return {"kind": "threshold_sensitivity", "subject": f"sensitivity at the run's threshold on {heldout}",
             "p_value": None, "effect_size": observed, "effect_measure": "held-out sensitivity",
-            "evidence": {"threshold": meta.decision_threshold, "target_sensitivity": target,
+            "evidence": {"class": meta.classes[index], "threshold": meta.decision_threshold, "target_sensitivity": target,
                          "validation_positives": int((val_labels == index).sum()),
                          "heldout_positives": int(len(held_pos)), "heldout_sensitivity": observed_ci,
                          "refit_threshold_sensitivity_95": [low, high],
+                         "validation_sensitivity_by_ring": by_ring,
                          "within_threshold_noise": bool(inside)},
             "flagged": bool(observed is not None and observed < target and not inside)}
 

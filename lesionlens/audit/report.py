@@ -63,10 +63,13 @@ def explain_finding(f: dict) -> str:
         low, high = e["refit_threshold_sensitivity_95"]
         why = ("within what refitting the threshold on ~{} validation positives gives by chance".format(
             e["validation_positives"]) if e["within_threshold_noise"] else "outside the threshold's own noise")
+        ring = e.get("validation_sensitivity_by_ring", {})
+        split = (f" On validation it caught {_ci(ring['with_ring'], True)} of the {e['class']} images with a ring and "
+                 f"{_ci(ring['without_ring'], True)} of those without." if ring.get("with_ring", {}).get("n") else "")
         return (f"At the run's threshold {e['threshold']:.3f} (chosen for {100 * e['target_sensitivity']:.0f}% "
                 f"sensitivity on validation) the held-out sensitivity is {_ci(e['heldout_sensitivity'], True)}; "
                 f"thresholds refitted on bootstrap resamples of the validation split give "
-                f"{100 * low:.0f}-{100 * high:.0f}% there: {why}.")
+                f"{100 * low:.0f}-{100 * high:.0f}% there: {why}.{split}")
     return f["subject"]
 
 

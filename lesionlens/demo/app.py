@@ -1,0 +1,260 @@
+"""`lesionlens demo`: the Gradio face of the product. The ONNX runtime predicts; the explanation
+engine (in-process, or a running `lesionlens serve` given with --sidecar) explains; the audit's
+ring detector looks at every upload; a model card tab reads the run directory.
+
+Predict and explain are separate events with their own concurrency limits (explanations queued,
+one at a time per device) and named API endpoints (`/predict`, `/explain`), so the demo is
+scriptable with gradio_client. A bad upload is a readable message (gr.Error), never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ..errors import LesionlensError, UsageError, one_line
+
+MAX_FILE_SIZE = "20mb"
+EXAMPLES = 6
+METHOD_LABELS = {"lrp": "LRP (evidence for / against)", "crp": "CRP concepts", "gradcam": "Grad-CAM",
+                 "attention": "Attention (where the model pools)", "attention_crp": "Attention + CRP concepts"}
+PREDICT_CONCURRENCY = 4
+EXPLAIN_CONCURRENCY = 1  # one explanation at a time per device; the rest wait in Gradio's queue
+
+
+@dataclass
+class DemoParts:
+    classifier: object  # runtime.Classifier
+    explanations: object  # backends.InProcessExplanations | SidecarExplanations
+    run: Path
+    examples_dir: Optional[Path]
+
+
+def _png_to_rgb(b64: str) -> np.ndarray:
+    data = np.frombuffer(base64.b64decode(b64), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _read_upload(path) -> bytes:
+    """The uploaded file's bytes. The events run with preprocess=False, so Gradio hands over its
+    file payload ({"path": ...}) untouched: our decoder, not Gradio's PIL preview, judges the file
+    and words the error (Gradio's own message would show its cache path)."""
+    import gradio as gr
+
+    if isinstance(path, dict):
+        path = path.get("path")
+    if not path:
+        raise gr.Error("Upload an image first (or pick an example).")
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise gr.Error(f"The upload could not be read: {exc.strerror or exc}") from None
+
+
+def ring_message(rgb: np.ndarray, run: Path) -> str:
+    """A plain warning when the dark-field (microscope ring) detector fires on this image."""
+    from ..audit.dark_field import detect_dark_field
+    from .model_card import ring_finding
+
+    if not detect_dark_field(rgb).is_ring:
+        return ""
+    text = ("**Microscope ring detected.** This photo has the dark circular frame of a dermatoscope's field. "
+            "Models trained on merged data have learned to call the ring instead of the lesion: this model's "
+            "decision may rest on the ring.")
+    finding = ring_finding(run)
+    if finding:
+        association = finding.get("ring_label_association")
+        paste = finding.get("counterfactual_paste")
+        if association:
+            text += f" The audit of this run's data: {association['summary']}"
+        if paste:
+            text += f" The audit of this model: {paste['summary']}"
+    else:
+        text += " No audit report for this run (run `lesionlens audit ... --run RUN --out RUN/audit`)."
+    return text
+
+
+def predict_image(parts: DemoParts, path: Optional[str]) -> tuple[dict, str]:
+    """(class probabilities for gr.Label, a markdown status: flagged or not, the threshold, the
+    ring warning)."""
+    import gradio as gr
+
+    from ..data.decode import decode_image
+
+    data = _read_upload(path)
+    prediction = parts.classifier.predict([data])[0]
+    if not prediction.ok:
+        raise gr.Error(f"This file cannot be classified: {prediction.error}")
+    policy = parts.classifier.metadata.flag_policy
+    lines = []
+    if prediction.flagged:
+        lines.append(f"### FLAGGED ({prediction.flag_reason.replace('+', ' and ')})")
+    else:
+        lines.append("### Not flagged")
+    if policy.positive_class is not None and policy.threshold is not None:
+        p = prediction.probabilities[policy.positive_class]
+        lines.append(f"P({policy.positive_class}) = {p:.3f}; flagged at >= {policy.threshold:.3f} "
+                     "(the decision threshold chosen on validation for the target sensitivity).")
+    if policy.min_confidence:
+        lines.append(f"Also flagged when the top probability is below {policy.min_confidence:.2f} (uncertain).")
+    warning = ring_message(decode_image(data), parts.run)
+    if warning:
+        lines.append(warning)
+    return dict(prediction.probabilities), "\n\n".join(lines)
+
+
+def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: int = 4):
+    """(the overlay figure, CRP concept gallery [(figure, caption)], a markdown note)."""
+    import gradio as gr
+
+    from ..errors import RequestError
+    from .backends import ExplanationUnavailable
+
+    data = _read_upload(path)
+    if method not in parts.explanations.methods:
+        raise gr.Error(f"Method {method!r} is not available for this model; use one of {parts.explanations.methods}.")
+    try:
+        result = parts.explanations.explain(data, method, int(concepts))
+    except RequestError as exc:
+        raise gr.Error(f"This file cannot be explained: {one_line(exc)}") from None
+    except ExplanationUnavailable as exc:
+        raise gr.Error(f"The explanation engine is unavailable: {one_line(exc)}") from None
+    gallery = []
+    for concept in result.get("concepts", []):
+        if concept.get("overlay_png_base64"):
+            share = concept.get("decision_share")
+            caption = f"{concept['layer']} channel {concept['channel']}" + (
+                f": {100 * share:.0f}% of the decision" if share is not None else "")
+            gallery.append((_png_to_rgb(concept["overlay_png_base64"]), caption))
+            if concept.get("reference_patches_png_base64"):
+                gallery.append((_png_to_rgb(concept["reference_patches_png_base64"]),
+                                f"channel {concept['channel']}: where it fires most in the training images"))
+    prediction = result.get("prediction", {})
+    note = (f"Explained class: **{result.get('target_label')}** (predicted {prediction.get('label')}). "
+            "Red = evidence for that class, blue = evidence against.")
+    return _png_to_rgb(result["overlay_png_base64"]), gallery, note
+
+
+def _examples(run: Path, out: Path, count: int = EXAMPLES) -> list[str]:
+    """A few of the run's own validation images, copied under neutral names into `out` (the
+    page never shows a server path, and never a file the user did not choose)."""
+    from ..training.rundir import RunDir
+
+    run_dir = RunDir(run)
+    try:
+        meta = run_dir.read_metadata()
+        samples = run_dir.read_splits(meta.classes, ["val"])
+    except LesionlensError:
+        return []
+    chosen, seen = [], set()
+    for sample in samples:  # alternate classes so each appears
+        if sample.label in seen and len(seen) < len(meta.classes):
+            continue
+        seen.add(sample.label)
+        if Path(sample.path).is_file():
+            target = out / f"example_{len(chosen) + 1}{Path(sample.path).suffix.lower()}"
+            shutil.copyfile(sample.path, target)
+            chosen.append(str(target))
+        if len(chosen) >= count:
+            break
+    return chosen
+
+
+def build_demo(parts: DemoParts):
+    import gradio as gr
+
+    from .model_card import model_card_markdown
+
+    methods = [m for m in parts.explanations.methods]
+    examples = _examples(parts.run, parts.examples_dir) if parts.examples_dir else []
+    with gr.Blocks(title="lesionlens", analytics_enabled=False) as demo:
+        gr.Markdown("# lesionlens\nA skin-lesion classifier whose every prediction can be explained. "
+                    "Research software, not a medical device.")
+        with gr.Tab("Classify and explain"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(type="filepath", label="Dermoscopy image", sources=["upload"],
+                                     elem_id="upload")
+                    if examples:
+                        gr.Examples(examples, inputs=image, label="Examples (this model's validation images)")
+                    method = gr.Dropdown([(METHOD_LABELS.get(m, m), m) for m in methods], value=methods[0],
+                                         label="Explanation method")
+                    concepts = gr.Slider(1, 8, value=4, step=1, label="CRP concepts")
+                    with gr.Row():
+                        predict_button = gr.Button("Predict", variant="primary", elem_id="predict")
+                        explain_button = gr.Button("Explain", elem_id="explain")
+                with gr.Column():
+                    label = gr.Label(label="Class probabilities (ONNX Runtime)", elem_id="probabilities")
+                    flagged_box = gr.Checkbox(label="Flagged for review (the model's flag policy)", interactive=False,
+                                              elem_id="flagged")
+                    status = gr.Markdown(elem_id="status")
+            heatmap = gr.Image(label="Explanation: the image and the heatmap over it", type="numpy",
+                               interactive=False, elem_id="heatmap")
+            note = gr.Markdown()
+            gallery = gr.Gallery(label="CRP concepts: what the model used, and where", columns=2, height="auto")
+
+            def predict(path):
+                probabilities, text = predict_image(parts, path)
+                return probabilities, text, text.startswith("### FLAGGED")
+
+            def explain(path, method_name, count):
+                return explain_image(parts, path, method_name, count)
+
+            def explain_if_flagged(path, method_name, count, flagged):
+                if not flagged:
+                    return gr.skip(), gr.skip(), "Not flagged: press **Explain** for a heatmap."
+                return explain_image(parts, path, method_name, count)
+
+            predict_event = predict_button.click(predict, [image], [label, status, flagged_box], api_name="predict", preprocess=False,
+                                                 concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")
+            # flagged cases are explained without asking (the same queue and limit as Explain)
+            predict_event.success(explain_if_flagged, [image, method, concepts, flagged_box], [heatmap, gallery, note],
+                                  api_visibility="private", preprocess=False, concurrency_limit=EXPLAIN_CONCURRENCY,
+                                  concurrency_id="explain")
+            explain_button.click(explain, [image, method, concepts], [heatmap, gallery, note], api_name="explain", preprocess=False,
+                                 concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain")
+        with gr.Tab("Model card"):
+            gr.Markdown(model_card_markdown(parts.run))
+    return demo
+
+
+def make_parts(model: Path, run: Path, sidecar: Optional[str] = None, token: Optional[str] = None,
+               device: str = "auto") -> DemoParts:
+    from ..explain.service import validate_run_for
+    from ..runtime.classifier import Classifier
+    from .backends import InProcessExplanations, SidecarExplanations
+
+    validate_run_for(model, run)  # the run must be the ONNX model's (same weights hash)
+    classifier = Classifier(model)
+    explanations = SidecarExplanations(sidecar, token) if sidecar else InProcessExplanations(model, run, device)
+    return DemoParts(classifier, explanations, Path(run), Path(tempfile.mkdtemp(prefix="lesionlens-demo-")))
+
+
+def parse_auth(auth: Optional[str]) -> Optional[tuple[str, str]]:
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise UsageError("--auth takes USER:PASSWORD")
+    return user, password
+
+
+def launch(model: Path, run: Path, *, sidecar: Optional[str] = None, token: Optional[str] = None,
+           share: bool = False, auth: Optional[str] = None, host: str = "127.0.0.1", port: int = 7860,
+           device: str = "auto", block: bool = True):
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    parts = make_parts(model, run, sidecar, token, device)
+    demo = build_demo(parts)
+    demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
+    demo.launch(server_name=host, server_port=port, share=share, auth=parse_auth(auth), max_file_size=MAX_FILE_SIZE,
+                show_error=True, allowed_paths=[str(parts.examples_dir)], prevent_thread_lock=not block,
+                footer_links=[], quiet=not block)
+    return demo
