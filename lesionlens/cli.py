@@ -154,6 +154,15 @@ def _cmd_audit(args) -> int:
     return EXIT_PARTIAL if unreadable else EXIT_OK
 
 
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    executed, page = build_report([Path(r) for r in args.run], Path(args.data), Path(args.out),
+                                  gallery=args.gallery, max_images=args.max_images)
+    print(f"report: {page} (executed notebook: {executed})")
+    return EXIT_OK
+
+
 def _cmd_demo(args) -> int:
     from .demo.app import launch
 
@@ -313,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("report", help="the executed notebook report (HTML): data, audit, metrics, ROC, "
+                                      "explanations, explanation scores")
+    p.add_argument("--run", action="append", required=True, help="a run directory (repeat to compare runs)")
+    p.add_argument("--data", required=True, help="labelled data to score and explain on")
+    p.add_argument("--out", required=True, help="folder for report.html and report.ipynb")
+    p.add_argument("--gallery", type=int, default=3, help="images in the explanation gallery")
+    p.add_argument("--max-images", type=int, default=300, help="images scored for the metrics and ROC curves")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the Gradio demo: ONNX predictions, explanations, the model card")
     p.add_argument("--model", required=True, help="MODEL.onnx from lesionlens export")

@@ -196,8 +196,9 @@ def build_demo(parts: DemoParts):
                     flagged_box = gr.Checkbox(label="Flagged for review (the model's flag policy)", interactive=False,
                                               elem_id="flagged")
                     status = gr.Markdown(elem_id="status")
-            heatmap = gr.Image(label="Explanation: the image and the heatmap over it", type="numpy",
-                               interactive=False, elem_id="heatmap")
+            # the figure carries its own title and colour bar: a component label would cover the title
+            heatmap = gr.Image(label="Explanation", show_label=False, type="numpy", interactive=False,
+                               elem_id="heatmap")
             note = gr.Markdown()
             gallery = gr.Gallery(label="CRP concepts: what the model used, and where", columns=2, height="auto")
 
