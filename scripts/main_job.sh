@@ -25,15 +25,19 @@ $LL export "$OUT/run" --out "$OUT/onnx" --uint8-input --int8
 $LL predict "$OUT/onnx/model.onnx" "$OUT/synth-heldout" --out "$OUT/predictions.csv" --quiet
 # heatmaps for the first flagged cases (LRP with the timm canonizers, and CRP concepts)
 .venv/bin/python - "$OUT" <<'PY'
-import csv, subprocess, sys
+import csv, json, subprocess, sys
 from pathlib import Path
 out = Path(sys.argv[1])
+positive = json.loads((out / "run" / "model.json").read_text()).get("positive_class")
 rows = [r for r in csv.DictReader(open(out / "predictions.csv")) if r["flagged"] == "1"][:3]
 for r in rows:
     stem = Path(r["path"]).stem
+    # flagged for the positive class: show the evidence for that class, even where another is likelier
+    target = ["--target", positive] if positive and "positive" in r["flag_reason"] else []
     for method in ("lrp", "crp"):
         subprocess.run([".venv/bin/lesionlens", "explain", str(out / "run"), r["path"], "--method", method,
-                        "--concepts", "4", "--out", str(out / "heatmaps" / f"{stem}.{method}.png")], check=True)
+                        "--concepts", "4", *target, "--out", str(out / "heatmaps" / f"{stem}.{method}.png")],
+                       check=True)
 print(f"{len(rows)} flagged case(s) explained in {out / 'heatmaps'}")
 PY
 # are the explanations any good? randomisation, localisation on the lesion masks, CRP distinctness

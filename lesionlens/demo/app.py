@@ -111,8 +111,10 @@ def predict_image(parts: DemoParts, path: Optional[str]) -> tuple[dict, str]:
     return dict(prediction.probabilities), "\n\n".join(lines)
 
 
-def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: int = 4):
-    """(the overlay figure, CRP concept gallery [(figure, caption)], a markdown note)."""
+def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: int = 4,
+                  target: Optional[str] = None):
+    """(the overlay figure, CRP concept gallery [(figure, caption)], a markdown note). `target`:
+    the class to explain (default: the predicted one)."""
     import gradio as gr
 
     from ..errors import RequestError
@@ -122,7 +124,7 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
     if method not in parts.explanations.methods:
         raise gr.Error(f"Method {method!r} is not available for this model; use one of {parts.explanations.methods}.")
     try:
-        result = parts.explanations.explain(data, method, int(concepts))
+        result = parts.explanations.explain(data, method, int(concepts), target)
     except RequestError as exc:
         raise gr.Error(f"This file cannot be explained: {one_line(exc)}") from None
     except ExplanationUnavailable as exc:
@@ -212,7 +214,10 @@ def build_demo(parts: DemoParts):
             def explain_if_flagged(path, method_name, count, flagged):
                 if not flagged:
                     return gr.skip(), gr.skip(), "Not flagged: press **Explain** for a heatmap."
-                return explain_image(parts, path, method_name, count)
+                # a case flagged for the positive class is explained for that class, even when
+                # another class has the higher probability: the evidence a reviewer needs
+                positive = parts.classifier.metadata.flag_policy.positive_class
+                return explain_image(parts, path, method_name, count, target=positive)
 
             predict_event = predict_button.click(predict, [image], [label, status, flagged_box], api_name="predict", preprocess=False,
                                                  concurrency_limit=PREDICT_CONCURRENCY, concurrency_id="predict")

@@ -21,11 +21,11 @@ class InProcessExplanations:
         self.service = ExplanationService(model, run, device=device)
         self.methods = list(self.service.methods)
 
-    def explain(self, data: bytes, method: str, concepts: int) -> dict:
+    def explain(self, data: bytes, method: str, concepts: int, target: Optional[str] = None) -> dict:
         from ..explain.service import ServiceUnavailable
 
         try:
-            return self.service.explain(data, method, None, concepts)
+            return self.service.explain(data, method, target, concepts)
         except ServiceUnavailable as exc:
             raise ExplanationUnavailable(str(exc)) from None
 
@@ -46,12 +46,13 @@ class SidecarExplanations:
         self.methods = list(health.get("methods", []))
         self.weights_sha256 = health.get("weights_sha256")
 
-    def explain(self, data: bytes, method: str, concepts: int) -> dict:
+    def explain(self, data: bytes, method: str, concepts: int, target: Optional[str] = None) -> dict:
         import httpx
 
         try:
             response = self.client.post(f"{self.url}/explain", files={"image": ("upload", data)},
                                         data={"method": method, "concepts": str(concepts),
+                                              **({"target": target} if target is not None else {}),
                                               **({"expected_sha256": self.weights_sha256} if self.weights_sha256 else {})})
         except httpx.HTTPError as exc:
             raise ExplanationUnavailable(f"sidecar {self.url}: {exc}") from None
