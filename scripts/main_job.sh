@@ -46,8 +46,8 @@ $LL explain-eval "$OUT/run" --data "$OUT/synth-heldout" --n 64 --sensitivity-n 8
 # none. Does the data associate it with the label, does the model use it, and is the held-out
 # sensitivity at the run's threshold what threshold noise alone would give?
 # (exit 1 would mean unreadable images; the synthetic set has none)
-$LL audit --data "$OUT/synth-train" --run "$OUT/run" --heldout "$OUT/synth-heldout" --out "$OUT/audit" --n 600 --quiet
+$LL audit --data "$OUT/synth-train" --run "$OUT/run" --heldout "$OUT/synth-heldout" --out "$OUT/run/audit" --n 600 --quiet
 echo "main job done: run in $OUT/run, held-out metrics in $OUT/heldout-metrics.json,"
 echo "  ONNX models in $OUT/onnx (validation.json), predictions in $OUT/predictions.csv,"
 echo "  heatmaps of flagged cases in $OUT/heatmaps, explanation scores in $OUT/run/explain_eval/explain_eval.md,"
-echo "  the shortcut audit in $OUT/audit/audit.md"
+echo "  the shortcut audit in $OUT/run/audit/audit.md"

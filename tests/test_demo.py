@@ -111,34 +111,19 @@ def test_demo_cli_refuses_a_mismatched_run_in_one_line(exported, tmp_path):
 
 
 def test_a_real_browser_uploads_explains_and_sees_the_heatmap(demo, synth_small, tmp_path):
-    """Debian's chromium driven by Playwright: load the page, upload an image, click Explain, and
-    wait for the heatmap image. .ci/run installs chromium and sets LESIONLENS_REQUIRE_BROWSER=1,
-    so in CI a missing browser fails this test instead of skipping it. The screenshot goes to
-    $LESIONLENS_SCREENSHOT when set (the README's docs/img/demo.png is made this way)."""
+    """Debian's chromium driven by Playwright (tests/demo_browser.py): load the page, upload an
+    image, click Explain, and wait for the heatmap image. .ci/run installs chromium and sets
+    LESIONLENS_REQUIRE_BROWSER=1, so in CI a missing browser fails this test instead of skipping
+    it. The README's screenshot is made by the same code (demo_browser.py's __main__)."""
     import os
-    import shutil
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+    from demo_browser import chromium_path, upload_and_explain
+
+    if chromium_path() is None:
         if os.environ.get("LESIONLENS_REQUIRE_BROWSER"):
             pytest.fail("chromium not found (apt-get install chromium)")
         pytest.skip("chromium not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
     image = sorted((synth_small / "melanoma").glob("*.png"))[0]
-    shot = os.environ.get("LESIONLENS_SCREENSHOT") or str(tmp_path / "demo.png")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 1000})
-            page.goto(demo[0], wait_until="networkidle")
-            page.locator("#upload input[type=file]").set_input_files(str(image))
-            page.locator("#upload img").first.wait_for(timeout=60_000)  # the upload's preview
-            page.locator("#explain").click()
-            heatmap = page.locator("#heatmap img").first
-            heatmap.wait_for(timeout=180_000)
-            assert heatmap.evaluate("img => img.naturalWidth") >= 384
-            page.screenshot(path=shot, full_page=True)
-        finally:
-            browser.close()
-    assert os.path.getsize(shot) > 10_000
+    shot = tmp_path / "demo.png"
+    assert upload_and_explain(demo[0], image, shot) >= 384
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,69 @@
+"""Drive the demo in a real browser (Debian's chromium through Playwright): load the page, upload
+an image, click Predict and wait for the status, click Explain, wait for the heatmap, take a
+screenshot. Used by
+tests/test_demo.py, and to make the README's screenshot from any exported run:
+
+    .venv/bin/python tests/demo_browser.py MODEL.onnx RUN IMAGE docs/img/demo.png
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+
+def chromium_path():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def upload_and_explain(url: str, image: Path, screenshot: Path, width: int = 1100) -> int:
+    """Returns the heatmap's natural width in pixels (0 if it never appeared: Playwright raises)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 1000})
+            page.goto(url, wait_until="networkidle")
+            page.locator("#upload input[type=file]").set_input_files(str(image))
+            page.locator("#upload img").first.wait_for(timeout=60_000)  # the upload's preview
+            page.locator("#predict").click()
+            page.get_by_text("flagged at >=").first.wait_for(timeout=120_000)  # the prediction's status
+            # a flagged case is explained right after Predict, an unflagged one says so: wait for either
+            page.get_by_text("Explained class:").or_(page.get_by_text("Not flagged: press")).first.wait_for(
+                timeout=180_000)
+            page.locator("#explain").click()
+            # while an event runs Gradio puts a progress text on its outputs: wait for it to come
+            # and go (a fast answer may have come and gone already)
+            pending = page.locator("#heatmap .progress-text")
+            try:
+                pending.first.wait_for(state="attached", timeout=5_000)
+            except PlaywrightTimeout:
+                pass
+            pending.first.wait_for(state="detached", timeout=180_000)
+            page.wait_for_timeout(1000)
+            heatmap = page.locator("#heatmap img").first
+            heatmap.wait_for(timeout=60_000)
+            natural_width = heatmap.evaluate("img => img.naturalWidth")
+            page.screenshot(path=str(screenshot), full_page=True)
+            return natural_width
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    import socket
+
+    from lesionlens.demo.app import launch
+
+    model, run, image, out = (Path(a) for a in sys.argv[1:5])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = launch(model, run, port=port, device="cpu", block=False)
+    try:
+        print("heatmap width", upload_and_explain(f"http://127.0.0.1:{port}/", image, out))
+    finally:
+        app.close()
