@@ -2,15 +2,12 @@
 user's script would: /predict, /explain, a bad upload, 8 concurrent explanations, the model
 card, the ring warning, and no server path of the run or its data in the page's config."""
 
-import json
 import socket
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
-from conftest import write_png
 
 
 def free_port() -> int:

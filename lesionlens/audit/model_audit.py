@@ -156,7 +156,7 @@ def _counterfactuals(model, spec, data, regions, index, threshold, classes, seed
     return findings, figures
 
 
-def _threshold_finding(model, meta, run: Path, heldout: Path, image_root, seed: int, progress) -> dict:
+def _threshold_finding(model, meta, run: Path, heldout: Path, seed: int) -> dict:
     """Held-out sensitivity at the run's threshold vs the spread that refitting the threshold on
     bootstrap resamples of the validation split gives on the same held-out images."""
     from ..data.preprocess import decode_for, resize_to_spec
@@ -170,7 +170,7 @@ def _threshold_finding(model, meta, run: Path, heldout: Path, image_root, seed: 
     val_rgb = np.stack([resize_to_spec(decode_for(s.path, spec), spec) for s in val])
     val_labels = np.asarray([s.label for s in val])
     val_probs = _probabilities(model, val_rgb, spec)[:, index]
-    held = load_eval_images(heldout, spec, meta.classes, n=10 ** 9, seed=seed, image_root=image_root)
+    held = load_eval_images(heldout, spec, meta.classes, n=10 ** 9, seed=seed)  # all of it
     held_probs = _probabilities(model, held.rgb, spec)[:, index]
     held_pos = held_probs[held.labels == index]
     observed = float((held_pos >= meta.decision_threshold).mean()) if len(held_pos) else None
@@ -249,7 +249,7 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
     if heldout is not None and meta.positive_index is not None and meta.decision_threshold is not None:
         step("threshold")
         start = time.perf_counter()
-        audit.findings.append(_threshold_finding(model, meta, Path(run), Path(heldout), None, seed, progress))
+        audit.findings.append(_threshold_finding(model, meta, Path(run), Path(heldout), seed))
         timings["threshold bootstrap"] = time.perf_counter() - start
     for skipped in data_images.skipped:
         audit.findings.append({"kind": "unreadable", "subject": f"skipped {skipped['path']}", "p_value": None,
