@@ -22,6 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
+def _print_stages(timings: dict) -> None:
+    for stage, seconds in timings.items():
+        print(f"    {stage:30s} {seconds:7.2f} s")
+
+
 def dataset_part(root: Path, images: int, size: int) -> None:
     from lesionlens.audit.dataset_audit import audit_dataset
     from lesionlens.data.decode import decode_image
@@ -42,8 +47,7 @@ def dataset_part(root: Path, images: int, size: int) -> None:
     print(f"  plain threaded decode            {decode:7.2f} s  {len(paths) / decode:7.0f} images/s")
     print(f"  audit (all of it)                {total:7.2f} s  {len(paths) / total:7.0f} images/s"
           f"   x{total / decode:.2f} the decode alone")
-    for stage, seconds in audit.timings.items():
-        print(f"    {stage:30s} {seconds:7.2f} s")
+    _print_stages(audit.timings)
 
 
 def model_part(root: Path, images: int, arch: str) -> None:
@@ -72,8 +76,7 @@ def model_part(root: Path, images: int, arch: str) -> None:
     print(f"  one forward pass over them       {forward:7.2f} s")
     print(f"  audit_model (all of it)          {total:7.2f} s   x{total / forward:.1f} the forward pass"
           f"   ({'within' if total <= 600 else 'OVER'} the 10-minute goal)")
-    for stage, seconds in audit.timings.items():
-        print(f"    {stage:30s} {seconds:7.2f} s")
+    _print_stages(audit.timings)
 
 
 def main() -> None:

@@ -62,9 +62,9 @@ def _decisions(probs: np.ndarray, index: int, threshold: Optional[float]) -> np.
     return probs.argmax(1) == index
 
 
-def _regions(data, artifact_masks) -> tuple[np.ndarray, str]:
-    if artifact_masks is not None:
-        return artifact_masks, "the dataset's artifact masks"
+def _regions(data) -> tuple[np.ndarray, str]:
+    if data.artifact_masks is not None:
+        return data.artifact_masks, "the dataset's artifact masks"
     regions = np.stack([detect_dark_field(rgb).region(*rgb.shape[:2]) for rgb in data.rgb])
     return regions, "the detected dark field (no artifact masks in the data)"
 
@@ -214,7 +214,7 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
     model.eval()
     spec = meta.preprocessing
     data_images = load_eval_images(Path(data), spec, meta.classes, n, seed, image_root)
-    regions, source = _regions(data_images, data_images.artifact_masks)
+    regions, source = _regions(data_images)
     index = meta.positive_index if meta.positive_index is not None else len(meta.classes) - 1
     timings["load"] = time.perf_counter() - start
     audit = ModelAudit(timings=timings, artifact_source=source)
