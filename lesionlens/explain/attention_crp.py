@@ -41,55 +41,55 @@ def top_region(attention: torch.Tensor, mass: float = REGION_MASS) -> torch.Tens
 
 def run_attention_crp(model: nn.Module, images: torch.Tensor, targets, *, engine: str, concepts: int,
                       layer: str, module: str) -> MethodResult:
+    """The whole batch at once: in eval mode no image affects another, so one forward pass, one
+    backward pass to the concept layer, one for the region maps and one per concept rank (the
+    k-th concept of every image together) replace a loop of single-image passes."""
     pool = model.get_submodule(module)
     head = getattr(pool, "pool", pool)  # canonized: ConstantAttentionPool keeps the original head
     concept_layer = model.get_submodule(layer)
-    heatmaps, per_image, regions, logits_all, targets_all, region_shares, region_totals = [], [], [], [], [], [], []
-    for i in range(len(images)):
-        captured = {}
-        handles = [concept_layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("layer", out)),
-                   pool.register_forward_hook(lambda _m, inputs, _o: captured.__setitem__("features", inputs[0]))]
-        x = images[i:i + 1].detach().clone().requires_grad_()
-        try:
-            with torch.enable_grad():
-                logits = model(x)
-                target = resolve_targets(logits, None if targets is None else targets[i:i + 1])
-                start = start_relevance(logits, target)
-                layer_out = captured["layer"]
-                layer_relevance, = torch.autograd.grad(logits, layer_out, start, retain_graph=True)
-                features = captured["features"].detach()
-                b, c, h, w = features.shape
-                attention = head.attention(features.flatten(2).transpose(1, 2)).detach().reshape(h, w)
-                region = top_region(attention)
-                at_layer = nn.functional.interpolate(region[None, None].float(), layer_relevance.shape[-2:],
-                                                     mode="nearest")[0, 0]
-                local = layer_relevance * at_layer
-                per_channel = local[0].flatten(1).sum(1)
-                region_total = per_channel.sum()
-                top = torch.argsort(per_channel.abs(), descending=True)[:concepts].tolist()
-                region_map, = torch.autograd.grad(layer_out, x, local, retain_graph=True)
-                conditional = []
-                for channel in top:
-                    mask = torch.zeros_like(local)
-                    mask[:, channel] = local[:, channel]
-                    heat, = torch.autograd.grad(layer_out, x, mask, retain_graph=True)
-                    conditional.append(heat[0].sum(0).detach())
-        finally:
-            for handle in handles:
-                handle.remove()
-        total = float(region_total)
-        logit = float(start.sum())
-        per_image.append([Concept(layer, channel, float(per_channel[channel]) / total if total else 0.0, heat,
-                                  float(per_channel[channel]) / logit if logit else None,
+    captured = {}
+    handles = [concept_layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("layer", out)),
+               pool.register_forward_hook(lambda _m, inputs, _o: captured.__setitem__("features", inputs[0]))]
+    x = images.detach().clone().requires_grad_()
+    try:
+        with torch.enable_grad():
+            logits = model(x)
+            target = resolve_targets(logits, targets)
+            start = start_relevance(logits, target)
+            layer_out = captured["layer"]
+            layer_relevance, = torch.autograd.grad(logits, layer_out, start, retain_graph=True)
+            features = captured["features"].detach()
+            b, c, h, w = features.shape
+            attention = head.attention(features.flatten(2).transpose(1, 2)).detach().reshape(b, h, w)
+            region = torch.stack([top_region(a) for a in attention])  # (B, h, w)
+            at_layer = nn.functional.interpolate(region[:, None].float(), layer_relevance.shape[-2:], mode="nearest")
+            local = layer_relevance * at_layer
+            per_channel = local.flatten(2).sum(2)  # (B, C)
+            region_total = per_channel.sum(1)
+            top = torch.argsort(per_channel.abs(), dim=1, descending=True)[:, :concepts]  # (B, k)
+            region_map, = torch.autograd.grad(layer_out, x, local, retain_graph=True)
+            rows = torch.arange(b)
+            conditional = []  # conditional[k]: (B, H, W), the k-th concept of each image
+            for k in range(top.shape[1]):
+                mask = torch.zeros_like(local)
+                mask[rows, top[:, k]] = local[rows, top[:, k]]
+                heat, = torch.autograd.grad(layer_out, x, mask, retain_graph=True)
+                conditional.append(heat.sum(1).detach())
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_image, region_shares, region_totals = [], [], []
+    logit_values = start.sum(1)
+    for i in range(b):
+        total, logit = float(region_total[i]), float(logit_values[i])
+        per_image.append([Concept(layer, channel, float(per_channel[i, channel]) / total if total else 0.0,
+                                  conditional[k][i], float(per_channel[i, channel]) / logit if logit else None,
                                   total / logit if logit else None)
-                          for channel, heat in zip(top, conditional)])
-        heatmaps.append(region_map[0].sum(0).detach())
-        regions.append(nn.functional.interpolate(region[None, None].float(), images.shape[-2:], mode="nearest")[0, 0] > 0)
+                          for k, channel in enumerate(top[i].tolist())])
         region_shares.append(total / logit if logit else None)
         region_totals.append(total)
-        logits_all.append(logits.detach())
-        targets_all.append(target)
-    return MethodResult(torch.stack(heatmaps), torch.cat(logits_all), torch.cat(targets_all), per_image,
+    regions = nn.functional.interpolate(region[:, None].float(), images.shape[-2:], mode="nearest")[:, 0] > 0
+    return MethodResult(region_map.sum(1).detach(), logits.detach(), target, per_image,
                         info={"layer": layer, "engine": engine, "region_mass": REGION_MASS,
-                              "regions": torch.stack(regions), "region_share_of_logit": region_shares,
+                              "regions": regions, "region_share_of_logit": region_shares,
                               "region_relevance": region_totals})

@@ -115,8 +115,7 @@ class Stepper:
             group["lr"] = lr
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             loss = self.loss_fn(self.model(images), labels)
         self.optimizer.zero_grad(set_to_none=True)
@@ -142,7 +141,7 @@ def predict_probs(model: nn.Module, loader: DataLoader, device: torch.device, pr
     probs, labels, loss_sum = [], [], 0.0
     for images, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
         with autocast():
-            logits = model(images.to(device)).float()
+            logits = model(images.to(device).contiguous(memory_format=torch.channels_last)).float()
         loss_sum += float(nn.functional.cross_entropy(logits, y.to(device), reduction="sum"))
         probs.append(torch.softmax(logits, 1).cpu().numpy())
         labels.append(y.numpy())

@@ -71,6 +71,9 @@ class Method:
         options = {"composite": self.composite} if self.composite else {}
         if self.kind == "crp":
             options.update(concepts=TOP_CONCEPTS)
+        elif self.kind == "attention_crp":
+            # only its region's heatmap is scored: one conditional map (the fewest allowed), not eight
+            options.update(concepts=1)
         return Explainer(model, self.kind, **options)
 
     def compute(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor,
