@@ -5,7 +5,9 @@ loading costs on this machine whatever else the machine is doing.
     .venv/bin/python benchmarks/train_throughput.py [--arch resnet50] [--size 128] [--batch 32]
 
 Prints images/s for: ready tensors, the real loop on a cold cache (every image decoded from
-PNG), the real loop warm (decoded images cached, the default with 0 workers), and the ratios.
+PNG), the real loop warm (decoded images cached, the default with 0 workers), and the ratios;
+and the memory-format check: the same step with a contiguous (NCHW) model and batch, which is
+what training did on CPU before it went channels-last on every device.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def main() -> None:
         device = torch.device("cpu")
         config = TrainConfig(data=tmp, arch=args.arch, out=tmp, batch_size=args.batch, workers=-1)
         spec = PreprocessSpec(size=args.size)
-        model = create_model(args.arch, 2).to(device).train()
+        model = create_model(args.arch, 2).to(device).train().to(memory_format=torch.channels_last)  # as fit.py
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         step = Stepper(model, optimizer, nn.CrossEntropyLoss(), device, lambda s: learning_rate(s, 1000, 10, 1e-4))
         loader, sampler = make_loader(samples, spec, True, config, DistEnv(), device)
@@ -50,7 +52,18 @@ def main() -> None:
                  for _ in range(args.batches)]
         step(*ready[0])  # warm-up: allocator, kernels
 
-        def timed(batches) -> float:
+        contiguous_model = create_model(args.arch, 2).to(device).train()
+        contiguous_optimizer = torch.optim.AdamW(contiguous_model.parameters(), lr=1e-4)
+
+        def contiguous_step(x, y):
+            loss = nn.functional.cross_entropy(contiguous_model(x), y)
+            contiguous_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            contiguous_optimizer.step()
+
+        contiguous_step(*ready[0])
+
+        def timed(batches, step=step) -> float:
             start, count = time.perf_counter(), 0
             for x, y in batches:
                 step(x, y)
@@ -64,14 +77,18 @@ def main() -> None:
 
         results = {}
         results["ready tensors"] = timed(ready)
+        contiguous = [timed(ready, contiguous_step)]
         results["real loop, cold (decode every PNG)"] = timed(epoch(1))
         results["real loop, warm (cached decode)"] = timed(epoch(2))
         results["ready tensors (again)"] = timed(ready)
+        contiguous = (contiguous[0] + timed(ready, contiguous_step)) / 2
     base = (results["ready tensors"] + results["ready tensors (again)"]) / 2
     print(f"arch={args.arch} size={args.size} batch={args.batch} images/measurement={n} "
           f"source={args.source_size}px threads={torch.get_num_threads()} workers={loader.num_workers}")
     for name, value in results.items():
         print(f"  {name:38s} {value:8.1f} img/s   ratio to ready tensors {value / base:.3f}")
+    print(f"  {'ready tensors, contiguous NCHW model':38s} {contiguous:8.1f} img/s   "
+          f"channels-last speed-up {base / contiguous:.2f}x")
 
 
 if __name__ == "__main__":
