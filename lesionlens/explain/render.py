@@ -54,18 +54,24 @@ def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.45) ->
     cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
 
 
-def colour_bar(width: int, scale: float, target_label: str) -> np.ndarray:
+def colour_bar(width: int, scale: float, target_label: str, signed: bool = True) -> np.ndarray:
     """A strip saying what the colours mean: blue = against, white = 0, red = for the class,
-    with the value at each end (relevance units; full colour from the 99.5th percentile of |map|)."""
+    with the value at each end (relevance units; full colour from the 99.5th percentile of |map|).
+    A map that is never negative (Grad-CAM, attention) gets only the white-to-red half, and no
+    words about evidence against."""
     import matplotlib
 
     strip = np.full((58, width, 3), 255, np.uint8)
     ramp = matplotlib.colormaps["bwr"](np.linspace(0, 1, width - 40))[..., :3]
     strip[6:22, 20:width - 20] = (ramp[None] * 255).astype(np.uint8)
-    _text(strip, f"<= -{scale:.3g}", 20, 38)
     _text(strip, "0", width // 2 - 4, 38)
     _text(strip, f">= +{scale:.3g}", width - 100, 38)
-    _text(strip, f"blue = evidence against '{target_label}'   red = evidence for it", 20, 53, 0.4)
+    if signed:
+        _text(strip, f"<= -{scale:.3g}", 20, 38)
+        _text(strip, f"blue = evidence against '{target_label}'   red = evidence for it", 20, 53, 0.4)
+    else:
+        strip[6:22, 20:width // 2] = 255
+        _text(strip, "white = 0 (never negative)   red = its highest values", width // 2 - 4, 53, 0.4)
     return strip
 
 
@@ -83,7 +89,5 @@ def figure(rgb: np.ndarray, heatmap: np.ndarray, *, title: str, target_label: st
         _text(top, note, 6, 34 + 16 * i, 0.4)
     body = np.full((size, 2 * size + 8, 3), 255, np.uint8)
     body[:, :size], body[:, size + 8:] = image, mapped
-    bar = colour_bar(2 * size + 8, scale, target_label)
-    if not signed:
-        bar[6:22, 20:(2 * size + 8) // 2] = 255  # no "against" half for a map that is never negative
+    bar = colour_bar(2 * size + 8, scale, target_label, signed)
     return np.vstack([top, body, bar])
