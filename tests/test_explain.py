@@ -104,7 +104,9 @@ def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     assert abs(float(top.heatmap.sum()) - own) <= 0.01 * abs(own) + 1e-7
     leaked = attribution(x[None].clone().requires_grad_(), [{layer: [top.channel], "y": [1]}], composite,
                          exclude_parallel=False).heatmap.sum()
-    assert abs(float(leaked) - own) > 10 * abs(own)  # the shortcut's relevance leaks in
+    # the shortcut's relevance leaks in: several times the channel's own (7.7x and over 10x on two
+    # trainings of this fixture; how much depends on the weights, that it dwarfs `own` does not)
+    assert abs(float(leaked) - own) > 3 * abs(own)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -160,6 +162,28 @@ def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path)
     assert all((tmp_path / c["heatmap_png"]).exists() for c in data["concepts"])
     result = run_cli("explain", str(trained_run), str(image), "--method", "attention")
     assert result.returncode == 2 and "attention_resnet50" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_main_jobs_flagged_case_script_explains_only_flagged_rows_for_the_flagged_class(trained_run, synth_small,
+                                                                                        tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    images = sorted((synth_small / "benign").glob("*.png"))[:3]
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("path,label,flagged,flag_reason\n"
+                           f"{images[0]},benign,1,positive\n{images[1]},benign,0,\n{images[2]},benign,1,uncertain\n")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "explain_flagged.py"
+    result = subprocess.run([sys.executable, str(script), str(trained_run), str(predictions), str(tmp_path / "maps"),
+                             "--methods", "lrp"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in (tmp_path / "maps").glob("*.png"))
+    assert written == sorted([f"{images[0].stem}.lrp.png", f"{images[2].stem}.lrp.png"])
+    # flagged for the positive class: explained for it although the row's prediction is benign
+    assert json.loads((tmp_path / "maps" / f"{images[0].stem}.lrp.json").read_text())["target_label"] == "melanoma"
+    uncertain = json.loads((tmp_path / "maps" / f"{images[2].stem}.lrp.json").read_text())
+    assert uncertain["target_label"] == uncertain["prediction"]["label"]
 
 
 def test_concept_atlas_is_built_once_cached_and_tied_to_the_weights(trained_run, tmp_path):
