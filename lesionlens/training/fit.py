@@ -93,8 +93,9 @@ def train(config: TrainConfig, on_epoch_end: Optional[Callable[[int, dict], None
 
     torch.manual_seed(config.seed)
     model = create_model(config.arch, len(classes), config.pretrained).to(device)
-    # channels-last on every device: oneDNN's CPU convolutions gain as much as cuDNN's (one
-    # training step at 96 px, batch 32, 2-core CPU: ResNet50 1.21x, EfficientNet-B0 1.62x faster)
+    # channels-last on every device: oneDNN's CPU convolutions gain from it as cuDNN's do (one
+    # training step at 96 px, batch 32, 2-core CPU: ResNet50 1.24x, EfficientNet-B0 1.37x faster;
+    # benchmarks/train_throughput.py)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_loader, sampler = make_loader(train_samples, spec, True, config, env, device)
