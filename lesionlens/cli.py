@@ -15,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .errors import one_line
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 log = logging.getLogger("lesionlens")
 
@@ -92,7 +94,7 @@ def _cmd_export(args) -> int:
 def _cmd_predict(args) -> int:
     from .runtime.batch import predict_paths
 
-    from .errors import UsageError, one_line
+    from .errors import UsageError
 
     predictions, classifier, found = predict_paths(Path(args.model), args.inputs, Path(args.out) if args.out else None,
                                                    args.provider, args.batch_size, progress=not args.quiet,
@@ -133,10 +135,13 @@ def _cmd_explain_eval(args) -> int:
                               seed=args.seed, sensitivity_n=args.sensitivity_n, batch=args.batch_size,
                               image_root=Path(args.image_root) if args.image_root else None, quiet=args.quiet)
     for item in report["skipped_images"]:
-        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+        print(f"skipped {one_line(item['path'])}: {item['reason']}", file=sys.stderr)
+    for item in report["mask_problem_list"]:
+        print(f"mask of {one_line(item['image'])}: {one_line(item['mask'])}: {item['reason']} (scored without "
+              "localisation)", file=sys.stderr)
     print(f"explain-eval: {len(report['methods'])} method(s) on {report['n']} images -> "
           f"{out / 'explain_eval.md'} (+ explain_eval.json, {', '.join(report['plots'])})")
-    return EXIT_OK
+    return EXIT_PARTIAL if report["skipped_images"] or report["mask_problem_list"] else EXIT_OK
 
 
 def _cmd_audit(args) -> int:
@@ -150,8 +155,10 @@ def _cmd_audit(args) -> int:
         print(f"flagged: {f['summary']}")
     print(f"{report['images']} image(s) audited, {len(flagged)} finding(s) flagged; report in "
           f"{Path(args.out) / 'audit.md'}")
-    unreadable = report["images"] - report["readable"]
-    return EXIT_PARTIAL if unreadable else EXIT_OK
+    problems = [f for f in report["findings"] if f["kind"] in ("unreadable", "unreadable_mask") and f["flagged"]]
+    for f in problems:
+        print(f"error: {one_line(f['summary'])}", file=sys.stderr)
+    return EXIT_PARTIAL if problems else EXIT_OK
 
 
 def _cmd_report(args) -> int:
@@ -167,7 +174,7 @@ def _cmd_demo(args) -> int:
     from .demo.app import launch
 
     launch(Path(args.model), Path(args.run), sidecar=args.sidecar, token=args.token, share=args.share,
-           auth=args.auth, host=args.host, port=args.port, device=args.device)
+           auth=args.auth, host=args.host, port=args.port, device=args.device, public=args.public)
     return EXIT_OK
 
 
@@ -182,13 +189,15 @@ def _cmd_atlas(args) -> int:
         classes = RunDir(args.run).read_metadata().classes
         samples = restrict_to_classes(read_dataset(Path(args.data), Path(args.image_root) if args.image_root else None),
                                       classes).samples
-    folder = build_atlas(Path(args.run), samples, args.layer, args.max_images, args.batch_size)
-    print(f"concept atlas written to {folder}")
-    return EXIT_OK
+    result = build_atlas(Path(args.run), samples, args.layer, args.max_images, args.batch_size)
+    for path, reason in result.unreadable:
+        print(f"skipped {one_line(path)}: {reason}", file=sys.stderr)
+    print(f"concept atlas of {result.images} image(s) written to {result.folder}")
+    return EXIT_PARTIAL if result.unreadable else EXIT_OK
 
 
 def _cmd_serve(args) -> int:
-    from .explain.server import serve
+    from .sidecar.server import serve
 
     serve(args.model, args.run, args.host, args.port, args.device, token=args.token,
           allowed_hosts=args.allowed_host, docs=args.docs)
@@ -196,6 +205,7 @@ def _cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .ranges import BATCH, CONCEPTS, COUNT, IMAGE_SIZE, OPSET, PORT, PROBABILITY, SEED, TRAIN, Bounds, flag
     from .training.architectures import architectures
     from .training.config import TrainConfig
 
@@ -207,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate a synthetic dermoscopy dataset with ground-truth masks")
     p.add_argument("out")
-    p.add_argument("--n", type=int, default=600)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=COUNT.parse, default=600)
+    p.add_argument("--size", type=IMAGE_SIZE.parse, default=128)
+    p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--classes", default="benign,melanoma", help="comma-separated class names")
     p.add_argument("--artifact", default="none", choices=["ring", "ruler", "ink", "patch", "none"])
-    p.add_argument("--artifact-rate", type=float, default=0.0, help="rate in --artifact-class images")
+    p.add_argument("--artifact-rate", type=PROBABILITY.parse, default=0.0, help="rate in --artifact-class images")
     p.add_argument("--artifact-class", default=None, help="default: the melanoma-like class")
-    p.add_argument("--artifact-rate-other", type=float, default=0.0, help="rate in all other classes")
+    p.add_argument("--artifact-rate-other", type=PROBABILITY.parse, default=0.0, help="rate in all other classes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 
@@ -224,22 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root", help="folder the CSV's image names resolve against (default: its folder)")
     p.add_argument("--arch", choices=architectures())
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--epochs", type=int, help=recipe)
-    p.add_argument("--image-size", type=int, help=recipe)
-    p.add_argument("--batch-size", type=int, help=recipe)
-    p.add_argument("--lr", type=float, help=recipe)
-    p.add_argument("--weight-decay", type=float, help=recipe)
-    p.add_argument("--warmup-epochs", type=float, help=recipe)
-    p.add_argument("--seed", type=int, default=default("seed"))
+    for name in ("epochs", "image_size", "batch_size", "lr", "weight_decay", "warmup_epochs"):
+        p.add_argument(flag(name), type=TRAIN[name].parse, help=f"{TRAIN[name].describe()}; {recipe}")
+    p.add_argument("--seed", type=SEED.parse, default=default("seed"))
     p.add_argument("--device", default=default("device"), choices=["auto", "cpu", "cuda"])
     p.add_argument("--pretrained", default=default("pretrained"),
                    help="'imagenet' (timm weights, needs the network) or a .safetensors path")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--target-sensitivity", type=float, default=default("target_sensitivity"))
-    p.add_argument("--val-fraction", type=float, default=default("val_fraction"))
-    p.add_argument("--test-fraction", type=float, default=default("test_fraction"))
-    p.add_argument("--patience", type=int, default=default("patience"), help="early-stopping patience in epochs")
-    p.add_argument("--workers", type=int, default=default("workers"), help="data loader workers (-1: auto)")
+    p.add_argument("--target-sensitivity", type=TRAIN["target_sensitivity"].parse, default=default("target_sensitivity"))
+    p.add_argument("--val-fraction", type=TRAIN["val_fraction"].parse, default=default("val_fraction"))
+    p.add_argument("--test-fraction", type=TRAIN["test_fraction"].parse, default=default("test_fraction"))
+    p.add_argument("--patience", type=TRAIN["patience"].parse, default=default("patience"),
+                   help="early-stopping patience in epochs")
+    p.add_argument("--workers", type=TRAIN["workers"].parse, default=default("workers"),
+                   help="data loader workers (-1: auto)")
     p.add_argument("--positive-class", default=default("positive_class"),
                    help="default: melanoma/malignant/MEL if present")
     p.add_argument("--balance", default=default("balance"), choices=["weights", "none"])
@@ -252,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root")
     p.add_argument("--out", help="write the full metrics as JSON")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=BATCH.parse, default=64)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -265,10 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-repo", help="write a Triton model repository here")
     p.add_argument("--data", help="real images for validation / calibration (default: the run's own splits)")
     p.add_argument("--image-root")
-    p.add_argument("--max-images", type=int, default=64)
-    p.add_argument("--flag-uncertain-below", type=float, default=0.0,
-                   help="also flag predictions whose top probability is below this (0: off)")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--max-images", type=COUNT.parse, default=64)
+    p.add_argument("--flag-uncertain-below", type=PROBABILITY.parse, default=0.0,
+                   help="also flag predictions whose top probability is below this (0 to 1; 0: off)")
+    p.add_argument("--opset", type=OPSET.parse, default=17, help=f"ONNX opset, {OPSET.describe()}")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("predict", help="classify images with an exported ONNX model (no torch needed)")
@@ -280,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "layout (image name without extension, one probability column per class); inputs "
                         "that fail are reported on stderr, not written")
     p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"])
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=BATCH.parse, default=32)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
@@ -290,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention", "attention_crp"],
                    help="attention and attention_crp need an architecture with an attention head")
     p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
-    p.add_argument("--concepts", type=int, default=8, help="CRP: how many top concepts (1-64)")
+    p.add_argument("--concepts", type=CONCEPTS.parse, default=8, help="CRP: how many top concepts (1-64)")
     p.add_argument("--out", help="overlay PNG path (default: IMAGE_STEM.METHOD.png beside the image)")
     p.set_defaults(func=_cmd_explain)
 
@@ -299,14 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", required=True, help="images to score (the synthetic generator's masks are used)")
     p.add_argument("--out", help="report folder (default: RUN/explain_eval, where the demo's model card reads it)")
-    p.add_argument("--n", type=int, default=200, help="images to score (default 200)")
+    p.add_argument("--n", type=COUNT.parse, default=200, help="images to score (default 200)")
     p.add_argument("--methods", action="append",
                    help="comma-separated (default: the architecture's methods + gradient, input_x_gradient, "
                         "random); also edge, lrp:<composite>, crp:<composite>")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sensitivity-n", type=int, default=32,
+    p.add_argument("--seed", type=SEED.parse, default=0)
+    p.add_argument("--sensitivity-n", type=Bounds(0, whole=True).parse, default=32,
                    help="images for infidelity and max-sensitivity (each re-explains 10 perturbations); 0: skip")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=BATCH.parse, default=16)
     p.add_argument("--image-root")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_explain_eval)
@@ -317,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run directory: adds the model checks (relevance, SpRAy, counterfactuals)")
     p.add_argument("--heldout", help="with --run: a separate labelled set on which to check the run's threshold")
     p.add_argument("--out", required=True, help="folder for audit.json, audit.md and the figures")
-    p.add_argument("--n", type=int, default=600, help="images for the model checks (default 600)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=COUNT.parse, default=600, help="images for the model checks (default 600)")
+    p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--image-root")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_audit)
@@ -328,8 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="append", required=True, help="a run directory (repeat to compare runs)")
     p.add_argument("--data", required=True, help="labelled data to score and explain on")
     p.add_argument("--out", required=True, help="folder for report.html and report.ipynb")
-    p.add_argument("--gallery", type=int, default=3, help="images in the explanation gallery")
-    p.add_argument("--max-images", type=int, default=300, help="images scored for the metrics and ROC curves")
+    p.add_argument("--gallery", type=Bounds(0, 64, whole=True).parse, default=3,
+                   help="images in the explanation gallery (0 to 64)")
+    p.add_argument("--max-images", type=COUNT.parse, default=300, help="images scored for the metrics and ROC curves")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("demo", help="the Gradio demo: ONNX predictions, explanations, the model card")
@@ -338,9 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sidecar", help="URL of a running `lesionlens serve` (default: explain in this process)")
     p.add_argument("--token", help="the sidecar's bearer token")
     p.add_argument("--share", action="store_true", help="a public gradio.live link (needs internet; off by default)")
-    p.add_argument("--auth", help="USER:PASSWORD required to open the page")
+    p.add_argument("--auth", help="USER:PASSWORD required to open the page (needed with --share or a "
+                                  "non-loopback --host, unless --public)")
+    p.add_argument("--public", action="store_true",
+                   help="allow --share or a non-loopback --host without --auth (anyone with the address can use it)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=PORT.parse, default=7860)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_demo)
 
@@ -349,15 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="images to search (default: the run's train + val splits)")
     p.add_argument("--image-root")
     p.add_argument("--layer", help="CRP layer (default: the architecture's concept layer, e.g. layer3)")
-    p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-images", type=COUNT.parse, default=None)
+    p.add_argument("--batch-size", type=BATCH.parse, default=16)
     p.set_defaults(func=_cmd_atlas)
 
     p = sub.add_parser("serve", help="explanation sidecar (HTTP): heatmaps for flagged cases")
     p.add_argument("--model", required=True, help="the ONNX model production runs (its weights_sha256 is checked)")
     p.add_argument("--run", required=True, help="the run directory with the matching PyTorch weights")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=PORT.parse, default=8000)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $LESIONLENS_SIDECAR_TOKEN); "
                                    "required when --host is not a loopback address")
@@ -369,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import LesionlensError, one_line
+    from .errors import LesionlensError
 
     parser = build_parser()
     args = parser.parse_args(argv)

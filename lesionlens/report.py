@@ -10,6 +10,8 @@ from typing import Sequence
 
 from ._io import write_text
 from .errors import LesionlensError, UsageError
+from .escape import strip_ansi
+from .ranges import COUNT, Bounds
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "notebooks" / "report.ipynb"
 
@@ -29,6 +31,8 @@ def build_report(runs: Sequence[Path], data: Path, out: Path, gallery: int = 3, 
 
     if not template.is_file():
         raise UsageError(f"report template {template} not found (it ships in the repository's notebooks/)")
+    Bounds(0, 64, whole=True).check("--gallery", gallery)
+    COUNT.check("--max-images", max_images)
     runs = [Path(r).resolve() for r in runs]
     for run in runs:
         RunDir(run).read_metadata()  # a clear RunError for a folder that is not a run
@@ -48,7 +52,8 @@ def build_report(runs: Sequence[Path], data: Path, out: Path, gallery: int = 3, 
         client.execute()
     except CellExecutionError as exc:
         write_text(out / "report.failed.ipynb", nbformat.writes(notebook))
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "a cell failed"
+        text = strip_ansi(str(exc)).strip()  # the kernel's traceback carries terminal colour codes
+        last = text.splitlines()[-1] if text else "a cell failed"
         raise ReportError(f"report cell failed: {last} (the partly executed notebook is in "
                           f"{out / 'report.failed.ipynb'})") from None
     executed = out / "report.ipynb"

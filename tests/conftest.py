@@ -34,6 +34,18 @@ def assert_runs_without_heavy_imports(code: str) -> None:
     assert result.returncode == 0 and "clean" in result.stdout, result.stderr + result.stdout
 
 
+def tampered_onnx(model: Path, out: Path, key: str, value: str) -> Path:
+    """A copy of the ONNX `model` at `out` with one metadata value replaced."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    for prop in proto.metadata_props:
+        if prop.key == key:
+            prop.value = value
+    onnx.save(proto, str(out))
+    return out
+
+
 def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lesionlens.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)

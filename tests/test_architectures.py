@@ -112,7 +112,7 @@ def test_light_modules_stay_light():
     from conftest import assert_runs_without_heavy_imports
 
     assert_runs_without_heavy_imports(
-        "import lesionlens.explain, lesionlens.explain.service, lesionlens.training.architectures, "
+        "import lesionlens.explain, lesionlens.sidecar.service, lesionlens.training.architectures, "
         "lesionlens.training.rundir, lesionlens.training.config, lesionlens.errors, lesionlens._io; "
         "from lesionlens.cli import build_parser; build_parser()")
 
@@ -134,3 +134,23 @@ def test_lrp_and_crp_can_share_one_prepared_copy():
     with pytest.raises(ExplainError, match="closed"):
         crp.explain(x)
     alone.close()
+
+
+def test_only_the_cli_and_the_demo_import_the_sidecar():
+    """The sidecar is a deployment unit over explain + runtime: nothing below it imports it."""
+    import ast
+
+    from conftest import ROOT
+
+    package = ROOT / "lesionlens"
+    offenders = []
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package)
+        if relative.parts[0] in ("sidecar", "demo") or relative.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any("sidecar" in name.split(".") for name in names):
+                offenders.append(str(relative))
+    assert not offenders, offenders

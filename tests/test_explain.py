@@ -195,7 +195,7 @@ def test_concept_atlas_is_built_once_cached_and_tied_to_the_weights(trained_run,
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("concept_atlas"))
     with pytest.raises(AtlasError, match="lesionlens atlas"):
         ConceptAtlas.open(run)
-    folder = build_atlas(run, max_images=24, batch_size=8)
+    folder = build_atlas(run, max_images=24, batch_size=8).folder
     index = json.loads((folder / "atlas.json").read_text())
     assert index["layer"] == "blocks.5" and len(index["images"]) == 24
     atlas = ConceptAtlas.open(run)

@@ -188,17 +188,11 @@ def test_weights_that_do_not_fit_get_one_line_naming_the_file(trained_run, tmp_p
 
 
 def test_onnx_metadata_that_contradicts_the_graph_is_refused(exported, tmp_path):
-    import onnx
-
+    from conftest import tampered_onnx
     from lesionlens.runtime import Classifier
 
     def tampered(name, key, value):
-        model = onnx.load(str(exported / "model.onnx"))
-        for prop in model.metadata_props:
-            if prop.key == key:
-                prop.value = value
-        onnx.save(model, str(tmp_path / name))
-        return tmp_path / name
+        return tampered_onnx(exported / "model.onnx", tmp_path / name, key, value)
 
     cases = {
         "three.onnx": ("classes", json.dumps(["benign", "melanoma", "nevus"]), "outputs 2 class probabilities"),
@@ -262,5 +256,5 @@ def test_explain_cli_bounds_concepts(trained_run, synth_small, tmp_path):
     for bad in ("0", "100000"):
         result = run_cli("explain", str(trained_run), str(image), "--method", "crp", "--concepts", bad,
                          "--out", str(tmp_path / "h.png"))
-        assert result.returncode == 2 and "concepts must be a whole number from 1 to 64" in result.stderr
+        assert result.returncode == 2 and "--concepts: must be a whole number from 1 to 64" in result.stderr
     assert not list(tmp_path.iterdir())

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .._fileset import FileSet
 from .stats import ALPHA, MIN_EFFECT
 
 
@@ -48,4 +49,13 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
                "per_image": [{"path": str(r.path), "label": dataset.classes[r.label], "split": r.split,
                               **({"dark_field": r.dark_field.to_dict()} if r.dark_field else {"error": r.error})}
                              for r in dataset.records]}
-    return write_audit_report(Path(out), summary, findings, figures)
+    # audit.json, audit.md and the figures change as one set: the demo and the report read them
+    # by name, so a killed audit must not leave a figure beside a report it does not belong to
+    with FileSet(out, members=_audit_file).staging() as stage:
+        report = write_audit_report(stage.path, summary, findings, figures)
+        stage.publish()
+    return report
+
+
+def _audit_file(name: str) -> bool:
+    return name in ("audit.json", "audit.md") or (name.endswith(".png") and name.startswith(("spray_", "counterfactual_")))

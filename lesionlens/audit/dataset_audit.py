@@ -26,7 +26,7 @@ from ..data.decode import ImageDecodeError, decode_image
 from ..data.duplicates import duplicate_clusters, near_duplicate_pairs
 from ..data.readers import IMAGE_EXTENSIONS, LabeledImages, read_dataset
 from ..data.scan import perceptual_hash
-from ..errors import display_path, one_line
+from ..errors import DatasetError, display_path, one_line
 from .dark_field import DarkField, detect_dark_field
 from .stats import associate, pool_rare
 
@@ -180,6 +180,8 @@ def audit_dataset(data: Path, image_root: Optional[Path] = None, splits: Optiona
 
     data = Path(data)
     dataset = read_dataset(data, image_root)
+    if not dataset.samples:  # an empty audit is a mistake in the arguments, not a clean bill
+        raise DatasetError(f"{display_path(data)}: no images to audit ({dataset.format} layout)")
     splits = splits or {}
     records = [ImageRecord(Path(s.path), s.label, splits.get(str(Path(s.path).resolve()), s.split))
                for s in dataset.samples]

@@ -29,6 +29,7 @@ import torch
 
 from ..explain.evaluation.metrics import bootstrap_ci
 from . import counterfactual, spray
+from ..names import class_slug
 from .dark_field import detect_dark_field
 
 MIN_SHIFT = 0.05  # mean probability change below this is not called a shortcut, however sure
@@ -64,7 +65,12 @@ def _decisions(probs: np.ndarray, index: int, threshold: Optional[float]) -> np.
 
 def _regions(data) -> tuple[np.ndarray, str]:
     if data.artifact_masks is not None:
-        return data.artifact_masks, "the dataset's artifact masks"
+        regions = data.artifact_masks.copy()
+        unknown = np.nonzero(~data.masks_known)[0]
+        for i in unknown:  # a mask that could not be read: the detector stands in for it
+            regions[i] = detect_dark_field(data.rgb[i]).region(*data.rgb[i].shape[:2])
+        extra = f"; the detected dark field for {len(unknown)} image(s) whose mask could not be read" if len(unknown) else ""
+        return regions, "the dataset's artifact masks" + extra
     regions = np.stack([detect_dark_field(rgb).region(*rgb.shape[:2]) for rgb in data.rgb])
     return regions, "the detected dark field (no artifact masks in the data)"
 
@@ -101,7 +107,7 @@ def _spray(maps, labels, regions, classes, rgb, seed) -> tuple[list[dict], dict]
             members = idx[result.labels == c]
             purity = float(has[members].mean())
             flagged = bool(len(members) >= 5 and purity >= 0.8 and purity > base_rate + 0.2)
-            figure = f"spray_{name}_{int(c)}.png"
+            figure = f"spray_{class_slug(k, name)}_{int(c)}.png"  # never the raw name: it is data
             tiles = [np.concatenate([rgb[i], overlay(rgb[i], maps[i])], 0) for i in members[:8]]
             figures[figure] = np.concatenate(tiles, 1)
             findings.append({"kind": "spray_cluster", "subject": f"{name} heatmaps, cluster {int(c)}",
@@ -255,4 +261,7 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
         audit.findings.append({"kind": "unreadable", "subject": f"skipped {skipped['path']}", "p_value": None,
                                "effect_size": 1.0, "effect_measure": "images",
                                "evidence": skipped, "flagged": True})
+    for problem in data_images.mask_problems:
+        audit.findings.append({"kind": "unreadable_mask", "subject": f"mask of {problem['image']}", "p_value": None,
+                               "effect_size": 1.0, "effect_measure": "masks", "evidence": problem, "flagged": True})
     return audit

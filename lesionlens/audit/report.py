@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .._io import write_bytes, write_json, write_text
+from ..escape import md_text
 
 
 def _p(p: Optional[float]) -> str:
@@ -43,8 +44,14 @@ def explain_finding(f: dict) -> str:
         return "Class counts: " + ", ".join(f"{c} {n}" for c, n in e["counts"].items()) + "."
     if kind == "unreadable":
         images = e.get("images")
-        return (f"{len(images)} image(s) failed to decode." if isinstance(images, list)
-                else f"{e.get('path')}: {e.get('reason')}")
+        if not isinstance(images, list):
+            return f"{e.get('path')}: {e.get('reason')}"
+        named = "; ".join(f"{i.get('path')} ({i.get('reason')})" for i in images[:5])
+        more = f"; and {len(images) - 5} more (all in audit.json)" if len(images) > 5 else ""
+        return f"{len(images)} image(s) failed to decode" + (f": {named}{more}." if images else ".")
+    if kind == "unreadable_mask":
+        return (f"{e.get('image')}: its mask {e.get('mask')} could not be read ({e.get('reason')}); "
+                "the detected dark field stood in for it.")
     if kind == "artifact_relevance":
         parts = [f"{c}: {_ci(v['relevance_share'], True)} of its relevance on the artifact, which covers "
                  f"{100 * v['area_share']:.0f}% of those images" for c, v in e["per_class"].items()
@@ -80,6 +87,8 @@ def _png(path: Path, rgb: np.ndarray) -> None:
 
 
 def write_audit_report(out: Path, summary: dict, findings: list[dict], figures: dict) -> dict:
+    """audit.json, audit.md and the figures, written into `out` (a fresh folder: the caller
+    publishes it as one set). Every string from data is escaped in the Markdown."""
     out = Path(out)
     for f in findings:
         f["summary"] = explain_finding(f)
@@ -87,16 +96,18 @@ def write_audit_report(out: Path, summary: dict, findings: list[dict], figures: 
         _png(out / name, rgb)
     report = {**summary, "findings": findings, "figures": sorted(figures)}
     write_json(out / "audit.json", report)
-    lines = ["# Shortcut audit", "", f"Data: `{summary['data']}`" + (f"; model run: `{summary['run']}`" if summary.get("run") else ""),
+    lines = ["# Shortcut audit", "", f"Data: {md_text(summary['data'])}" +
+             (f"; model run: {md_text(summary['run'])}" if summary.get("run") else ""),
              "", "## What was found", ""]
     flagged = [f for f in findings if f["flagged"]]
-    lines += [f"- **{f['summary']}**" for f in flagged] or ["- Nothing was flagged."]
+    lines += [f"- **{md_text(f['summary'])}**" for f in flagged] or ["- Nothing was flagged."]
     lines += ["", "## Every check", "", "| check | subject | p | effect | flagged |", "|---|---|---|---|---|"]
     for f in findings:
-        effect = "-" if f["effect_size"] is None else f"{f['effect_size']:.3f} ({f['effect_measure']})"
-        lines.append(f"| {f['kind']} | {f['subject']} | {_p(f['p_value'])} | {effect} | {'yes' if f['flagged'] else 'no'} |")
-    lines += ["", "## In words", ""] + [f"- {f['summary']}" for f in findings]
-    if figures:
+        effect = "-" if f["effect_size"] is None else f"{f['effect_size']:.3f} ({md_text(f['effect_measure'])})"
+        lines.append(f"| {md_text(f['kind'])} | {md_text(f['subject'])} | {_p(f['p_value'])} | {effect} | "
+                     f"{'yes' if f['flagged'] else 'no'} |")
+    lines += ["", "## In words", ""] + [f"- {md_text(f['summary'])}" for f in findings]
+    if figures:  # figure names are ours (slugs and indices), never a class name
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in sorted(figures)]
     lines += ["", "## How to read this", "",
               "- p: the chance of an association at least this strong if there were none (Fisher's exact "

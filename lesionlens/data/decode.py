@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageDecodeError, display_path
+from .memory import decode_budget
 from .readers import UNSUPPORTED_IMAGE_EXTENSIONS
 
 # Sized for dermoscopy: the largest ISIC images are ~25 MP (6000 x 4000). 36 MP leaves room for
@@ -92,6 +93,37 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+# Modes Image.reduce averages correctly; the others are converted first (a palette index or a
+# bit cannot be averaged), to the mode _to_rgb would have made of them anyway.
+_REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"}
+_CONVERT_BEFORE_REDUCING = {"1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
+
+
+def _decode_bytes(img: Image.Image, reduce_to: Optional[int]) -> int:
+    """What decoding `img` (its size after any JPEG draft) to RGB may hold at its peak: the
+    decoded image (4 bytes a pixel in Pillow) and one full-size copy when it must be converted
+    before shrinking (alpha is premultiplied, a palette expanded); without shrinking, the
+    conversions to RGB and the array (measured: ~6x the decoded size for RGBA)."""
+    decoded = img.size[0] * img.size[1] * 4
+    if reduce_to and min(img.size) // reduce_to >= 2:
+        return decoded * (1 if img.mode in ("RGB", "L", "CMYK", "YCbCr") else 2)
+    return decoded * (2 if img.mode in ("RGB", "L") else 6)
+
+
+def _reduced(img: Image.Image, reduce_to: Optional[int]) -> Image.Image:
+    """`img` shrunk by the largest whole factor that keeps its shorter side >= reduce_to (box
+    filter, in Pillow's C code), or `img` itself when that factor is 1."""
+    factor = min(img.size) // reduce_to if reduce_to else 1
+    if factor < 2:
+        return img
+    if img.mode not in _REDUCIBLE_MODES:
+        transparent = img.mode in ("PA",) or (img.mode == "P" and "transparency" in img.info)
+        img = img.convert(_CONVERT_BEFORE_REDUCING.get(img.mode, "RGBA" if transparent else "RGB"))
+    reduced = img.reduce(factor)
+    reduced.info = dict(img.info)  # EXIF orientation is applied after this
+    return reduced
+
+
 def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS,
                  reduce_to: Optional[int] = None) -> np.ndarray:
     """Decode a file path or encoded bytes into an RGB uint8 array of shape (H, W, 3).
@@ -100,7 +132,10 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS,
     palette, RGBA (composited on white), CMYK and 16-bit images all come back as RGB uint8.
     `reduce_to`: the caller needs no more than this many pixels on the shorter side, so a JPEG
     may be decoded at 1/2, 1/4 or 1/8 scale (DCT scaling in the decoder: a 24 MP photo for a
-    224-px model costs a sixty-fourth of the memory and time). Never below `reduce_to`.
+    224-px model costs a sixty-fourth of the memory and time), and any other format is shrunk
+    by a whole factor right after decoding. Never below `reduce_to`. A large image first
+    reserves the memory it will need from a process-wide budget (lesionlens.data.memory), so a
+    burst of large uploads is decoded a few at a time, and its memory is handed back after.
     Raises ImageDecodeError naming the source and the reason for anything unreadable: missing,
     zero bytes, a symlink loop, permission denied, not an image, truncated, too small,
     non-finite pixels, or larger than `max_pixels` (checked from the header before any pixel
@@ -135,9 +170,13 @@ def decode_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS,
                     # draft keeps each side >= the requested size; scale so the shorter one stays >= reduce_to
                     scale = min(width, height) / reduce_to
                     img.draft("RGB", (int(np.ceil(width / scale)), int(np.ceil(height / scale))))
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+                with decode_budget.reserve(_decode_bytes(img, reduce_to)):
+                    img.load()
+                    # every other format: shrink right after decoding, before the conversions
+                    # below make copies of a full-size image
+                    img = _reduced(img, reduce_to)
+                    img = ImageOps.exif_transpose(img)
+                    rgb = _to_rgb(img)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:

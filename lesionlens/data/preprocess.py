@@ -8,6 +8,7 @@ never fed pixels prepared differently from the ones it learned on.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
@@ -26,6 +27,7 @@ _INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
 }
 RESIZE_POLICIES = ("shorter_side_center_crop", "stretch", "letterbox")
+MAX_SIZE = 4096  # an input side past this is a typo or an attack, not a lesion model
 
 
 @dataclass(frozen=True)
@@ -47,16 +49,24 @@ class PreprocessSpec:
     version: int = field(default=1)
 
     def __post_init__(self) -> None:
-        if self.size < 8:
-            raise UsageError(f"preprocessing size must be >= 8, got {self.size}")
+        # the spec also arrives from model.json and ONNX metadata: check it as data, not trust it
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 8 <= self.size <= MAX_SIZE:
+            raise UsageError(f"preprocessing size must be a whole number from 8 to {MAX_SIZE}, got {self.size!r}")
         if self.resize not in RESIZE_POLICIES:
             raise UsageError(f"unknown resize policy {self.resize!r}; use one of {RESIZE_POLICIES}")
         if self.interpolation not in _INTERPOLATIONS:
             raise UsageError(
                 f"unknown interpolation {self.interpolation!r}; use one of {sorted(_INTERPOLATIONS)}"
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise UsageError("mean and std need three values each, std > 0")
+        numbers = [*self.mean, *self.std]
+        if (len(self.mean) != 3 or len(self.std) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+                or not all(math.isfinite(v) for v in numbers) or min(self.std) <= 0):
+            # a NaN mean would turn every image into NaNs and every answer into "not flagged"
+            raise UsageError(f"mean and std need three finite numbers each, std > 0; got mean {self.mean!r}, "
+                             f"std {self.std!r}")
+        if isinstance(self.pad_value, bool) or not isinstance(self.pad_value, int) or not 0 <= self.pad_value <= 255:
+            raise UsageError(f"pad_value must be a whole number from 0 to 255, got {self.pad_value!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 

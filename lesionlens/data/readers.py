@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from ..errors import DatasetError, display_path, one_line
+from ..names import class_list_problem, class_name_problem, invalid_names
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # Image formats we recognise but cannot decode (no codec in Pillow): `predict` reports them.
@@ -87,6 +88,13 @@ def read_folder(root: Path) -> LabeledImages:
         layout = [(None, root)]
         fmt = "folder"
     class_names = sorted({c.name for _, base in layout for c in _visible_dirs(base)})
+    for name in class_names:  # a class folder's name is its class name: in file names, pages, reports
+        problem = class_name_problem(name)
+        if problem:
+            raise DatasetError(f"{display_path(root / name)}: this class folder's name {problem}")
+    problem = class_list_problem(class_names)
+    if problem:
+        raise DatasetError(f"{display_path(root)}: {problem}")
     index = {name: i for i, name in enumerate(class_names)}
     samples = []
     for split, base in layout:
@@ -210,9 +218,27 @@ def read_csv(csv_path: Path, image_root: Optional[Path] = None) -> LabeledImages
     missing_names = [(line, name) for name, _, _, line in records if not name.strip()]
     if missing_names:
         raise _bad_rows_error(csv_path, "no image name", missing_names)
+    # one-hot layouts name their classes in the header (line 1); the others in each row's label
+    _check_class_names(csv_path, records, classes, header=fmt == "isic-onehot")
     index = {name: i for i, name in enumerate(classes)}
     samples = [Sample(_resolve(image_root, name), index[label], group) for name, label, group, _ in records]
     return LabeledImages(samples, classes, str(csv_path), fmt)
+
+
+def _check_class_names(csv_path: Path, records: list, classes: list[str], header: bool) -> None:
+    """DatasetError naming the file and the lines whose label is not a valid class name (or
+    the header, for one-hot columns): a label becomes a file-name part, page text, a CSV header."""
+    first_line: dict[str, int] = {}
+    for _, label, _, line in records:
+        first_line.setdefault(label, 1 if header else line)
+    bad = invalid_names((first_line.get(name, 1), name) for name in classes)
+    if bad:
+        shown = ", ".join(f"line {line}: {reason}" for line, reason in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DatasetError(f"{display_path(csv_path)}: {len(bad)} label(s) that cannot be class names: {shown}{more}")
+    problem = class_list_problem(classes)
+    if problem:
+        raise DatasetError(f"{display_path(csv_path)}: {problem}")
 
 
 def _records(csv_path: Path, fmt: str, header: list[str], lower: dict, dict_rows: list) -> tuple[list, list[str]]:

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._io import write_bytes, write_text
 from ..errors import UsageError
+from ..names import class_list_problem
 
 ARTIFACTS = ("ring", "ruler", "ink", "patch", "none")
 STYLES = ("benign", "melanoma", "keratosis", "bcc")
@@ -269,6 +270,9 @@ def generate(
     classes = list(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise UsageError("need at least two distinct class names")
+    problem = class_list_problem(classes)
+    if problem:  # each class becomes a folder OUT/<class>/: a name like "../x" must never get there
+        raise UsageError(f"--classes: {problem}")
     if artifact not in ARTIFACTS:
         raise UsageError(f"unknown artifact {artifact!r}; use one of {ARTIFACTS}")
     if artifact != "none":

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import LesionlensError, UsageError, one_line
+from ..escape import html_text, md_text
 
 MAX_FILE_SIZE = "20mb"
 EXAMPLES = 6
@@ -28,6 +29,7 @@ METHOD_LABELS = {"lrp": "LRP (evidence for / against)", "crp": "CRP concepts", "
                  "attention": "Attention (where the model pools)", "attention_crp": "Attention + CRP concepts"}
 PREDICT_CONCURRENCY = 4
 EXPLAIN_CONCURRENCY = 1  # one explanation at a time per device; the rest wait in Gradio's queue
+RING_DECODE_SIZE = 256  # what the dark-field detector needs (as in the audit)
 
 
 @dataclass
@@ -36,6 +38,13 @@ class DemoParts:
     explanations: object  # backends.InProcessExplanations | SidecarExplanations
     run: Path
     examples_dir: Optional[Path]
+
+
+def user_error(message: str):
+    """gr.Error renders its message as HTML: anything from data in it is escaped."""
+    import gradio as gr
+
+    return gr.Error(html_text(message))
 
 
 def _png_to_rgb(b64: str) -> np.ndarray:
@@ -56,7 +65,7 @@ def _read_upload(path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise gr.Error(f"The upload could not be read: {exc.strerror or exc}") from None
+        raise user_error(f"The upload could not be read: {exc.strerror or exc}") from None
 
 
 def ring_message(rgb: np.ndarray, run: Path) -> str:
@@ -74,9 +83,9 @@ def ring_message(rgb: np.ndarray, run: Path) -> str:
         association = finding.get("ring_label_association")
         paste = finding.get("counterfactual_paste")
         if association:
-            text += f" The audit of this run's data: {association['summary']}"
+            text += f" The audit of this run's data: {md_text(association['summary'])}"
         if paste:
-            text += f" The audit of this model: {paste['summary']}"
+            text += f" The audit of this model: {md_text(paste['summary'])}"
     else:
         text += " No audit report for this run (run `lesionlens audit ... --run RUN --out RUN/audit`)."
     return text
@@ -85,14 +94,12 @@ def ring_message(rgb: np.ndarray, run: Path) -> str:
 def predict_image(parts: DemoParts, path: Optional[str]) -> tuple[dict, str]:
     """(class probabilities for gr.Label, a markdown status: flagged or not, the threshold, the
     ring warning)."""
-    import gradio as gr
-
     from ..data.decode import decode_image
 
     data = _read_upload(path)
     prediction = parts.classifier.predict([data])[0]
     if not prediction.ok:
-        raise gr.Error(f"This file cannot be classified: {prediction.error}")
+        raise user_error(f"This file cannot be classified: {prediction.error}")
     policy = parts.classifier.metadata.flag_policy
     lines = []
     if prediction.flagged:
@@ -101,11 +108,12 @@ def predict_image(parts: DemoParts, path: Optional[str]) -> tuple[dict, str]:
         lines.append("### Not flagged")
     if policy.positive_class is not None and policy.threshold is not None:
         p = prediction.probabilities[policy.positive_class]
-        lines.append(f"P({policy.positive_class}) = {p:.3f}; flagged at >= {policy.threshold:.3f} "
+        lines.append(f"P({md_text(policy.positive_class)}) = {p:.3f}; flagged at >= {policy.threshold:.3f} "
                      "(the decision threshold chosen on validation for the target sensitivity).")
     if policy.min_confidence:
         lines.append(f"Also flagged when the top probability is below {policy.min_confidence:.2f} (uncertain).")
-    warning = ring_message(decode_image(data), parts.run)
+    # the detector looks at 64 px: a reduced decode, never a second full-size copy of an upload
+    warning = ring_message(decode_image(data, reduce_to=RING_DECODE_SIZE), parts.run)
     if warning:
         lines.append(warning)
     return dict(prediction.probabilities), "\n\n".join(lines)
@@ -115,20 +123,18 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
                   target: Optional[str] = None):
     """(the overlay figure, CRP concept gallery [(figure, caption)], a markdown note). `target`:
     the class to explain (default: the predicted one)."""
-    import gradio as gr
-
     from ..errors import RequestError
     from .backends import ExplanationUnavailable
 
     data = _read_upload(path)
     if method not in parts.explanations.methods:
-        raise gr.Error(f"Method {method!r} is not available for this model; use one of {parts.explanations.methods}.")
+        raise user_error(f"Method {method!r} is not available for this model; use one of {parts.explanations.methods}.")
     try:
         result = parts.explanations.explain(data, method, int(concepts), target)
     except RequestError as exc:
-        raise gr.Error(f"This file cannot be explained: {one_line(exc)}") from None
+        raise user_error(f"This file cannot be explained: {one_line(exc)}") from None
     except ExplanationUnavailable as exc:
-        raise gr.Error(f"The explanation engine is unavailable: {one_line(exc)}") from None
+        raise user_error(f"The explanation engine is unavailable: {one_line(exc)}") from None
     gallery = []
     for concept in result.get("concepts", []):
         if concept.get("overlay_png_base64"):
@@ -140,7 +146,7 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
                 gallery.append((_png_to_rgb(concept["reference_patches_png_base64"]),
                                 f"channel {concept['channel']}: where it fires most in the training images"))
     prediction = result.get("prediction", {})
-    note = (f"Explained class: **{result.get('target_label')}** (predicted {prediction.get('label')}). "
+    note = (f"Explained class: **{md_text(result.get('target_label'))}** (predicted {md_text(prediction.get('label'))}). "
             "Red = evidence for that class, blue = evidence against.")
     return _png_to_rgb(result["overlay_png_base64"]), gallery, note
 
@@ -234,7 +240,7 @@ def build_demo(parts: DemoParts):
 
 def make_parts(model: Path, run: Path, sidecar: Optional[str] = None, token: Optional[str] = None,
                device: str = "auto") -> DemoParts:
-    from ..explain.service import validate_run_for
+    from ..sidecar.validation import validate_run_for
     from ..runtime.classifier import Classifier
     from .backends import InProcessExplanations, SidecarExplanations
 
@@ -253,9 +259,25 @@ def parse_auth(auth: Optional[str]) -> Optional[tuple[str, str]]:
     return user, password
 
 
+def check_exposure(host: str, share: bool, auth: Optional[str], public: bool) -> None:
+    """Like the sidecar, the demo refuses to be reachable beyond this machine without a
+    password, unless the operator says so in so many words (--public)."""
+    from ..sidecar.guards import is_loopback
+
+    if auth or public:
+        return
+    if share:
+        raise UsageError("--share makes a public link anyone can open: add --auth USER:PASSWORD, or --public "
+                         "to share it without one")
+    if not is_loopback(host):
+        raise UsageError(f"--host {host} exposes the demo beyond this machine: add --auth USER:PASSWORD, or "
+                         "--public to serve it without one")
+
+
 def launch(model: Path, run: Path, *, sidecar: Optional[str] = None, token: Optional[str] = None,
            share: bool = False, auth: Optional[str] = None, host: str = "127.0.0.1", port: int = 7860,
-           device: str = "auto", block: bool = True):
+           device: str = "auto", block: bool = True, public: bool = False):
+    check_exposure(host, share, auth, public)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     parts = make_parts(model, run, sidecar, token, device)
     demo = build_demo(parts)

@@ -16,13 +16,13 @@ class ExplanationUnavailable(LesionlensError, RuntimeError):
 
 class InProcessExplanations:
     def __init__(self, model: Path, run: Path, device: str = "auto"):
-        from ..explain.service import ExplanationService
+        from ..sidecar.service import ExplanationService
 
         self.service = ExplanationService(model, run, device=device)
         self.methods = list(self.service.methods)
 
     def explain(self, data: bytes, method: str, concepts: int, target: Optional[str] = None) -> dict:
-        from ..explain.service import ServiceUnavailable
+        from ..sidecar.service import ServiceUnavailable
 
         try:
             return self.service.explain(data, method, target, concepts)

@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from ..errors import RunError
+from ..escape import md_text
+
 
 def _fmt(value) -> str:
     if value is None:
@@ -41,43 +44,49 @@ def model_card_markdown(run: Path) -> str:
 
     run_dir = RunDir(Path(run))
     meta = run_dir.read_metadata()
-    metrics = run_dir.read_metrics().get("val", {})
+    try:
+        metrics = run_dir.read_metrics().get("val", {})
+    except RunError:  # a run without metrics.json (made by hand, or a random one) still has a card
+        metrics = {}
     data = meta.data or {}
     target = (meta.config or {}).get("target_sensitivity")
-    lines = [f"## {meta.arch}", "",
-             f"- Classes: {', '.join(meta.classes)}" + (f"; positive (flagged) class: **{meta.positive_class}**"
-                                                       if meta.positive_class else ""),
-             f"- Input: {meta.preprocessing.size} px, {meta.preprocessing.interpolation} resize",
-             f"- Trained on {data.get('images_used', '?')} images ({Path(str(data.get('source', '?'))).name}), "
-             f"split by {data.get('grouped_by', 'patient')}; per split: " +
-             "; ".join(f"{split} " + ", ".join(f"{c} {n}" for c, n in counts.items())
+    # every string from the run directory is data (class names, the data folder's name): escaped
+    lines = [f"## {md_text(meta.arch)}", "",
+             f"- Classes: {', '.join(md_text(c) for c in meta.classes)}" +
+             (f"; positive (flagged) class: **{md_text(meta.positive_class)}**" if meta.positive_class else ""),
+             f"- Input: {meta.preprocessing.size} px, {md_text(meta.preprocessing.interpolation)} resize",
+             f"- Trained on {md_text(data.get('images_used', '?'))} images "
+             f"({md_text(Path(str(data.get('source', '?'))).name)}), "
+             f"split by {md_text(data.get('grouped_by', 'patient'))}; per split: " +
+             "; ".join(f"{md_text(split)} " + ", ".join(f"{md_text(c)} {md_text(n)}" for c, n in counts.items())
                        for split, counts in (data.get("class_counts_by_split") or {}).items()),
              ""]
     if meta.decision_threshold is not None:
-        lines += [f"**Decision threshold**: {meta.decision_threshold:.4f} on P({meta.positive_class}), chosen on "
-                  f"validation for {_fmt(target)} sensitivity.", ""]
+        lines += [f"**Decision threshold**: {meta.decision_threshold:.4f} on P({md_text(meta.positive_class)}), "
+                  f"chosen on validation for {md_text(_fmt(target))} sensitivity.", ""]
     baseline = metrics.get("majority_baseline", {})
     lines += ["### Validation", "", "| metric | model | majority baseline |", "|---|---|---|"]
     for key in ("roc_auc", "balanced_accuracy", "accuracy"):
-        lines.append(f"| {key.replace('_', ' ')} | {_fmt(metrics.get(key))} | {_fmt(baseline.get(key))} |")
+        lines.append(f"| {key.replace('_', ' ')} | {md_text(_fmt(metrics.get(key)))} | "
+                     f"{md_text(_fmt(baseline.get(key)))} |")
     for key in ("sensitivity", "specificity"):
         if key in metrics:
-            lines.append(f"| {key} at the threshold | {_fmt(metrics.get(key))} | - |")
-    lines += ["", f"({metrics.get('n', '?')} validation images.)", ""]
+            lines.append(f"| {key} at the threshold | {md_text(_fmt(metrics.get(key)))} | - |")
+    lines += ["", f"({md_text(metrics.get('n', '?'))} validation images.)", ""]
     findings = audit_findings(run)
     lines += ["### Shortcut audit", ""]
     if findings is None:
         lines += ["No audit in this run directory (`lesionlens audit --data DATA --run RUN --out RUN/audit`).", ""]
     else:
         flagged = [f for f in findings if f.get("flagged")]
-        lines += [f"- **{f['summary']}**" for f in flagged] or ["- Nothing flagged."]
+        lines += [f"- **{md_text(f['summary'])}**" for f in flagged] or ["- Nothing flagged."]
         lines.append("")
     lines += ["### Explanation evaluation", ""]
-    lines += _explain_eval_table(Path(run) / "explain_eval" / "explain_eval.json")
+    lines += explain_eval_table(Path(run) / "explain_eval" / "explain_eval.json")
     return "\n".join(lines)
 
 
-def _explain_eval_table(path: Path) -> list[str]:
+def explain_eval_table(path: Path) -> list[str]:
     if not path.is_file():
         return ["No explanation evaluation in this run directory (`lesionlens explain-eval RUN --data DATA`)."]
     try:
@@ -97,6 +106,6 @@ def _explain_eval_table(path: Path) -> list[str]:
                 ci = scores.get("metrics", {}).get(metric)
             cells.append("-" if not ci or ci.get("mean") is None else
                          f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]")
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return rows + ["", f"({report.get('n', '?')} images, 95% bootstrap intervals; randomisation_top: Spearman "
+        rows.append(f"| {md_text(name)} | " + " | ".join(cells) + " |")
+    return rows + ["", f"({md_text(report.get('n', '?'))} images, 95% bootstrap intervals; randomisation_top: Spearman "
                        "of |map| after the top stage and head are re-initialised, lower is better.)"]

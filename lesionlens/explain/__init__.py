@@ -1,6 +1,7 @@
 """Explanations: canonizers for timm models, LRP, CRP, Grad-CAM, attention maps, rendering, the
-sidecar. Attributes load lazily (as in `lesionlens.training`): importing a submodule such as
-`lesionlens.explain.service` does not pull in torch and zennit until a request needs them."""
+concept atlas, explain-eval. Attributes load lazily (as in `lesionlens.training`): importing
+`lesionlens.explain` does not pull in torch and zennit until an explanation needs them. The
+HTTP sidecar is a package of its own (`lesionlens.sidecar`) over this one."""
 
 _LAZY = {
     "Explainer": ".explainer",

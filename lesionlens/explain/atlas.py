@@ -11,6 +11,7 @@ per concept and cached there as PNG strips, so the sidecar and the demo reuse th
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -18,12 +19,13 @@ import cv2
 import numpy as np
 import torch
 
+from .._fileset import FileSet
 from .._io import read_json, write_bytes, write_json
 from ..data.preprocess import decode_for, preprocess, resize_to_spec
 from ..data.readers import Sample
-from ..errors import AtlasError, display_path
+from ..errors import AtlasError, UsageError, display_path
+from ..training.architectures import get_spec
 from ..training.dataset import LesionDataset
-from ..training.models import spec_of_model
 from ..training.rundir import RunDir, load_run
 from . import crp_compat  # noqa: F401  (np.int for numpy 2, before crp)
 from .lrp import default_composite
@@ -39,34 +41,55 @@ def open_atlas(run: Path, model, meta):
         return None
 
 
+@dataclass
+class AtlasResult:
+    folder: Path
+    images: int
+    unreadable: list[tuple[str, str]]  # (path, reason): skipped, reported
+
+
 def build_atlas(run: Path, samples: Optional[list[Sample]] = None, layer: Optional[str] = None,
-                max_images: Optional[int] = None, batch_size: int = 16) -> Path:
+                max_images: Optional[int] = None, batch_size: int = 16, progress: bool = True) -> AtlasResult:
     """Relevance maximization over `samples` (default: the run's train + val images), each image
-    explained for its true class. Returns the atlas folder."""
+    explained for its true class. Images that do not decode are skipped and listed; the atlas
+    replaces the previous one as one set, and only when it is complete."""
     from crp.attribution import CondAttribution
     from crp.concepts import ChannelConcept
     from crp.visualization import FeatureVisualization
 
+    from ..data.readers import LabeledImages
+    from ..data.scan import scan_dataset
+
     run = RunDir(run)
-    model, meta = load_run(run)
-    layer = layer or spec_of_model(model).default_concept_layer
+    meta = run.read_metadata()
+    spec = get_spec(meta.arch)
+    layer = layer or spec.default_concept_layer
+    if layer not in spec.concept_layers:  # before any work, and before a good atlas is replaced
+        raise UsageError(f"--layer {layer!r} is not a concept layer of {meta.arch}; use one of {list(spec.concept_layers)}")
     samples = samples if samples is not None else run.read_splits(meta.classes, ("train", "val"))
     if max_images:
         samples = samples[:max_images]
-    if not samples:
-        raise AtlasError(f"{display_path(run.path)}: no images to build a concept atlas from")
-    folder = run.concept_atlas
+    scan = scan_dataset(LabeledImages(list(samples), meta.classes, str(run.path), "atlas"), progress=progress,
+                        with_hashes=False)
+    if not scan.samples:
+        raise AtlasError(f"{display_path(run.path)}: no readable images to build a concept atlas from "
+                         f"({len(scan.unreadable)} unreadable)")
+    model, meta = load_run(run)
     started = time.perf_counter()
-    dataset = LesionDataset(samples, meta.preprocessing, train=False)
-    visualization = FeatureVisualization(CondAttribution(model, no_param_grad=True), dataset,
-                                         {layer: ChannelConcept()}, path=str(folder / "crp"))
-    visualization.run(default_composite(model), 0, len(dataset), batch_size=batch_size, checkpoint=10**9)
-    write_json(folder / "atlas.json", {
-        "layer": layer, "weights_sha256": meta.weights_sha256, "images": [str(s.path) for s in samples],
-        "labels": [s.label for s in samples], "seconds": round(time.perf_counter() - started, 1),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    })
-    return folder
+    dataset = LesionDataset(scan.samples, meta.preprocessing, train=False)
+    with FileSet(run.concept_atlas, members=lambda name: name in ("atlas.json", "crp", "patches")).staging() as stage:
+        visualization = FeatureVisualization(CondAttribution(model, no_param_grad=True), dataset,
+                                             {layer: ChannelConcept()}, path=str(stage.path / "crp"))
+        visualization.run(default_composite(model), 0, len(dataset), batch_size=batch_size, checkpoint=10**9)
+        (stage.path / "patches").mkdir()  # filled on first use per concept (ConceptAtlas.references)
+        write_json(stage.path / "atlas.json", {
+            "layer": layer, "weights_sha256": meta.weights_sha256, "images": [str(s.path) for s in scan.samples],
+            "labels": [s.label for s in scan.samples], "seconds": round(time.perf_counter() - started, 1),
+            "unreadable": [{"path": path, "reason": reason} for path, reason in scan.unreadable],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+        stage.publish()
+    return AtlasResult(run.concept_atlas, len(scan.samples), scan.unreadable)
 
 
 class ConceptAtlas:
@@ -74,7 +97,9 @@ class ConceptAtlas:
 
     def __init__(self, run: Path, model: torch.nn.Module, meta):
         self.run, self.model, self.meta = Path(run), model, meta
-        self.folder = RunDir(run).concept_atlas
+        # the real folder of the current set: patches cached below belong to this atlas and
+        # vanish with it when the atlas is rebuilt
+        self.folder = FileSet(RunDir(run).concept_atlas).current_set() or RunDir(run).concept_atlas
         index = self.folder / "atlas.json"
         name = display_path(self.run)
         if not index.is_file():

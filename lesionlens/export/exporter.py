@@ -8,16 +8,16 @@ the contract's metadata, each validated against PyTorch, plus an optional Triton
     DIR/model.int8.onnx       --int8: static int8 quantisation (the fastest CPU path)
     DIR/validation.json       every check, every number, pass or fail
 
-Everything is built and validated in a temporary folder beside DIR and moved in only when every
-variant passes: a failed export never replaces (or deletes) the models already in DIR. What
-failed is kept for inspection as DIR/*.rejected.onnx with DIR/validation.rejected.json.
+Everything is built and validated in a new set folder (DIR/.lesionlens-set/sets/<id>) and made
+current, every file at once, only when every variant passes: a failed or killed export never
+replaces (or deletes) the models already in DIR, and never leaves a mix of two exports. What
+failed validation is kept for inspection as DIR/*.rejected.onnx with DIR/validation.rejected.json.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,10 +25,12 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .._fileset import FileSet
 from .._io import write_json
 from ..data.preprocess import PreprocessSpec, decode_for, resize_to_spec
 from ..data.readers import read_dataset, restrict_to_classes
-from ..errors import ExportError, ImageDecodeError, display_path
+from ..errors import ExportError, ImageDecodeError, MetadataError, UsageError, display_path
+from ..ranges import COUNT, OPSET, PROBABILITY
 from ..runtime.metadata import FlagPolicy, ModelMetadata
 from ..training.rundir import RunDir, RunMetadata, load_run, versions
 from .graph import DEFAULT_OPSET, ProbabilityHead, Uint8Input, export_graph
@@ -49,6 +51,11 @@ class ExportOptions:
     max_images: int = 64
     min_confidence: float = 0.0  # flag predictions whose top probability is below this
     opset: int = DEFAULT_OPSET
+
+    def __post_init__(self) -> None:
+        PROBABILITY.check("--flag-uncertain-below", self.min_confidence)
+        OPSET.check("--opset", self.opset)
+        COUNT.check("--max-images", self.max_images)
 
 
 def _pixels(paths_labels: list[tuple[Path, int]], spec: PreprocessSpec, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,6 +100,18 @@ def build_metadata(meta: RunMetadata, options: ExportOptions, input_format: str,
     )
 
 
+def check_metadata(run: RunDir, meta: RunMetadata, options: ExportOptions) -> None:
+    """UsageError unless the metadata this export would write reads back by the runtime's own
+    rules (ModelMetadata.from_props): checked before anything is built or replaced, so a model
+    `predict` cannot load never replaces a good one."""
+    for input_format, precision in {(f, p) for _, f, p in _plans(options)}:
+        props = build_metadata(meta, options, input_format, precision).to_props()
+        try:
+            ModelMetadata.from_props(props, "the exported model")
+        except MetadataError as exc:
+            raise UsageError(f"{display_path(run.metadata_file)}: cannot export: {exc}") from None
+
+
 def attach_metadata(path: Path, metadata: ModelMetadata) -> None:
     import onnx
 
@@ -106,34 +125,38 @@ def attach_metadata(path: Path, metadata: ModelMetadata) -> None:
     onnx.save(model, str(path))
 
 
+EXPORT_FILES = ("model.onnx", "model.fp16.onnx", "model.uint8.onnx", "model.uint8.fp16.onnx", "model.int8.onnx",
+                "validation.json")
+
+
 def export_run(run: Path, out: Path, options: ExportOptions = ExportOptions()) -> dict:
     """Export and validate; returns the validation report (also written to out/validation.json).
-    Raises ExportError if any variant misses its bounds; nothing in `out` is replaced then."""
+    Raises ExportError if any variant misses its bounds; nothing in `out` is replaced then.
+
+    The models and validation.json change as one set (lesionlens._fileset): a process killed at
+    any moment leaves the previous export or the new one, never a mix."""
     run, out = RunDir(run), Path(out)
+    check_metadata(run, run.read_metadata(), options)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
-    try:
-        report, failed = _build(run, staging, options)
+    for stale in out.glob(".export-*"):  # staging folders of killed exports by earlier versions
+        shutil.rmtree(stale, ignore_errors=True)
+    with FileSet(out, members=lambda name: name in EXPORT_FILES).staging() as stage:
+        report, failed = _build(run, stage.path, options)
         if failed:
             for name in failed:
-                shutil.move(str(staging / name), str(out / name.replace(".onnx", ".rejected.onnx")))
+                shutil.move(str(stage.path / name), str(out / name.replace(".onnx", ".rejected.onnx")))
             write_json(out / "validation.rejected.json", report)
             raise ExportError(f"{', '.join(failed)} failed validation (see {display_path(out / 'validation.rejected.json')}); "
                               f"the models already in {display_path(out)} were left as they were")
-        for item in sorted(staging.iterdir()):
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            item.replace(target)
-        (out / "validation.rejected.json").unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if options.triton_repo:
-        from .triton import write_triton_repo
+        if options.triton_repo:
+            from .triton import write_triton_repo
 
-        best = report["triton_model"]
-        report["triton"] = {"config": str(write_triton_repo(out / best, options.triton_repo)), "model": best}
-        write_json(out / "validation.json", report)
+            best = report["triton_model"]
+            report["triton"] = {"config": str(write_triton_repo(stage.path / best, options.triton_repo)),
+                                "model": best}
+            write_json(stage.path / "validation.json", report)
+        stage.publish()
+    (out / "validation.rejected.json").unlink(missing_ok=True)
     return report
 
 

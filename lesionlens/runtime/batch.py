@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
 from .._io import write_text
+from ..escape import spreadsheet_cell
 from ..data.readers import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 from .classifier import Classifier, Prediction
 
@@ -72,22 +73,25 @@ def expand_inputs(args: Sequence[str]) -> Inputs:
     return found
 
 
+# Text cells (paths, labels, reasons, headers) go through spreadsheet_cell: a file called
+# "=HYPERLINK(...).jpg" must reach a spreadsheet as text, not as a formula. Numbers stay numbers.
 def _csv_rows(predictions: list[Prediction], classes: list[str]):
-    header = ["path", "label", *[f"prob_{c}" for c in classes], "flagged", "flag_reason", "error"]
+    header = ["path", "label", *[spreadsheet_cell(f"prob_{c}") for c in classes], "flagged", "flag_reason", "error"]
     yield header
     for p in predictions:
         probs = [f"{p.probabilities[c]:.6f}" if p.ok else "" for c in classes]
-        yield [p.source, p.label or "", *probs, int(p.flagged) if p.ok else "", p.flag_reason, p.error or ""]
+        yield [spreadsheet_cell(p.source), spreadsheet_cell(p.label or ""), *probs, int(p.flagged) if p.ok else "",
+               spreadsheet_cell(p.flag_reason), spreadsheet_cell(p.error or "")]
 
 
 def _isic_rows(predictions: list[Prediction], classes: list[str]):
     """The ISIC challenge submission layout: `image` (the file name without its extension) and
     one probability column per class; it has no place for errors, so failed inputs are left out
     (the caller reports them)."""
-    yield ["image", *classes]
+    yield ["image", *(spreadsheet_cell(c) for c in classes)]
     for p in predictions:
         if p.ok:
-            yield [Path(p.source).stem, *(f"{p.probabilities[c]:.6f}" for c in classes)]
+            yield [spreadsheet_cell(Path(p.source).stem), *(f"{p.probabilities[c]:.6f}" for c in classes)]
 
 
 FORMATS = ("csv", "jsonl", "isic")

@@ -28,6 +28,7 @@ from .providers import CPU, provider_list
 
 log = logging.getLogger("lesionlens")
 ImageInput = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
+NON_FINITE = "the model gave non-finite probabilities (NaN or infinity) for this image: no answer"
 
 
 class ProviderFallbackWarning(RuntimeWarning):
@@ -171,6 +172,10 @@ class Classifier:
                 yield Prediction(source, error=prepared[i][1])
                 continue
             p = probs[row_of[i]]
+            if not np.isfinite(p).all():
+                # never "not flagged" for an answer the model could not compute
+                yield Prediction(source, error=NON_FINITE)
+                continue
             yield Prediction(
                 source, label=self.classes[int(p.argmax())],
                 probabilities={c: float(v) for c, v in zip(self.classes, p)},

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.preprocess import PreprocessSpec
 from ..errors import MetadataError
+from ..names import class_list_problem
 
 FORMAT_VERSION = "1"
 INPUT_FORMATS = ("float32_nchw", "uint8_nhwc")
@@ -104,6 +105,9 @@ class ModelMetadata:
         if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
                 or not all(isinstance(c, str) and c for c in classes)):
             raise ValueError(f"classes must list >= 2 distinct names, got {classes!r}")
+        problem = class_list_problem(classes)
+        if problem:
+            raise ValueError(problem)
         self.flag_policy.validate(classes)
         if self.input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format {self.input_format!r} is not one of {INPUT_FORMATS}")

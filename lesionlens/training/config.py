@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
+from ..errors import UsageError
+
 
 @dataclass
 class TrainConfig:
@@ -35,6 +37,19 @@ class TrainConfig:
     positive_class: Optional[str] = None
     balance: str = "weights"  # "weights": inverse-frequency class weights in the loss; "none"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Every numeric field in its range (lesionlens.ranges.TRAIN), before any work starts:
+        `--epochs 0` or `--lr nan` is a usage error naming the flag, not a failure later."""
+        from ..ranges import TRAIN, flag
+
+        for name, bounds in TRAIN.items():
+            value = getattr(self, name)
+            if value is not None:
+                bounds.check(flag(name), value)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise UsageError(f"--val-fraction {self.val_fraction} and --test-fraction {self.test_fraction} leave "
+                             "nothing to train on (their sum must be < 1)")
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":

@@ -20,6 +20,7 @@ from .._io import read_json, sha256_file, write_json, write_text
 from ..data.preprocess import PreprocessSpec
 from ..data.readers import Sample
 from ..errors import RunError, display_path
+from ..names import class_list_problem
 from .architectures import get_spec
 
 # 1: model.json without a format_version (sessions before the RunDir contract); same schema.
@@ -70,6 +71,9 @@ class RunMetadata:
                 or not all(isinstance(c, str) and c.strip() for c in self.classes)
                 or len(set(self.classes)) != len(self.classes)):
             raise bad(f"'classes' must list >= 2 distinct, non-empty names, got {self.classes!r}")
+        problem = class_list_problem(self.classes)
+        if problem:  # a hand-edited model.json is data too: its names reach pages and file names
+            raise bad(problem)
         if self.positive_class is not None and self.positive_class not in self.classes:
             raise bad(f"positive_class {self.positive_class!r} is not one of {self.classes}")
         t = self.decision_threshold

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from ...data.preprocess import PreprocessSpec, decode_for, normalize, resize_to_spec
@@ -32,7 +33,9 @@ class EvalImages:
     lesion_masks: Optional[np.ndarray]  # (N, S, S) bool, or None without masks
     artifact_masks: Optional[np.ndarray]  # (N, S, S) bool (all False for images without an artifact)
     classes: list[str]
-    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}: images not loaded
+    masks_known: Optional[np.ndarray] = None  # (N,) bool: both masks read (None without masks)
+    mask_problems: list[dict] = field(default_factory=list)  # {"image", "mask", "reason"}
 
 
 def _mask_columns(data: Path) -> dict[str, dict[str, Optional[Path]]]:
@@ -58,16 +61,33 @@ def _read_mask(path: Optional[Path], size: tuple[int, int], spec: PreprocessSpec
         return np.zeros((spec.size, spec.size), bool)
     from ...data.decode import decode_image
 
-    mask = decode_image(path)
+    mask = decode_image(path, reduce_to=spec.size)  # a mask is an image: the same limits
     if mask.shape[:2] != size:
-        raise ImageDecodeError(path, f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {size[1]}x{size[0]}")
+        # decoded at reduced scale (a large JPEG mask) or drawn for another image: compare shapes
+        if abs(mask.shape[0] * size[1] - mask.shape[1] * size[0]) > max(size):
+            raise ImageDecodeError(str(path), f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {size[1]}x{size[0]}")
+        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return resize_to_spec(mask, spec)[..., 0] > 127
+
+
+def _read_masks(entry: dict, size: tuple[int, int], spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray, Optional[dict]]:
+    """(lesion mask, artifact mask, problem or None). A mask that cannot be read is a problem
+    naming the mask and the reason; its image is still scored on what needs no mask."""
+    try:
+        return _read_mask(entry["lesion"], size, spec), _read_mask(entry["artifact"], size, spec), None
+    except (ImageDecodeError, OSError, ValueError) as exc:
+        empty = np.zeros((spec.size, spec.size), bool)
+        reason = exc.reason if isinstance(exc, ImageDecodeError) else one_line(exc)
+        where = exc.source if isinstance(exc, ImageDecodeError) else "mask"
+        return empty, empty, {"mask": where, "reason": reason}
 
 
 def load_eval_images(data: Path, spec: PreprocessSpec, classes: list[str], n: int, seed: int = 0,
                      image_root: Optional[Path] = None) -> EvalImages:
     """Up to `n` images of `data` (a seeded random choice, stratified by nothing: the data's own
-    class mix), preprocessed for `spec`, with masks when the data has them."""
+    class mix), preprocessed for `spec`, with masks when the data has them. An image that does
+    not decode is skipped (in `skipped`); a mask that does not is named in `mask_problems` and
+    its image kept, scored on everything but localisation (`masks_known` False)."""
     dataset = read_dataset(Path(data), image_root)
     unknown = sorted(set(dataset.classes) - set(classes))
     if unknown:
@@ -75,7 +95,7 @@ def load_eval_images(data: Path, spec: PreprocessSpec, classes: list[str], n: in
     remap = [classes.index(name) for name in dataset.classes]
     order = np.random.default_rng(seed).permutation(len(dataset.samples))
     masks = _mask_columns(Path(data))
-    paths, labels, rgbs, lesions, artifacts, skipped = [], [], [], [], [], []
+    paths, labels, rgbs, lesions, artifacts, known, skipped, problems = [], [], [], [], [], [], [], []
     for index in order:
         if len(paths) >= n:
             break
@@ -83,22 +103,27 @@ def load_eval_images(data: Path, spec: PreprocessSpec, classes: list[str], n: in
         try:
             rgb = decode_for(sample.path, spec)
             sized = resize_to_spec(rgb, spec)
-            entry = masks.get(str(Path(sample.path).resolve()))
-            pair = None if entry is None else (_read_mask(entry["lesion"], rgb.shape[:2], spec),
-                                               _read_mask(entry["artifact"], rgb.shape[:2], spec))
         except (ImageDecodeError, OSError, ValueError) as exc:
-            skipped.append({"path": str(sample.path), "reason": one_line(exc)})
+            skipped.append({"path": str(sample.path), "reason": exc.reason if isinstance(exc, ImageDecodeError)
+                            else one_line(exc)})
             continue
-        if pair is not None:
-            lesions.append(pair[0])
-            artifacts.append(pair[1])
+        entry = masks.get(str(Path(sample.path).resolve()))
+        lesion = artifact = np.zeros((spec.size, spec.size), bool)
+        problem = {"mask": "-", "reason": "not in the CSV's mask columns"}
+        if entry is not None:
+            lesion, artifact, problem = _read_masks(entry, rgb.shape[:2], spec)
+        if problem and masks:
+            problems.append({"image": str(sample.path), **problem})
+        lesions.append(lesion)
+        artifacts.append(artifact)
+        known.append(problem is None)
         paths.append(Path(sample.path))
         labels.append(remap[sample.label])
         rgbs.append(sized)
     if not paths:
         raise DatasetError(f"{data}: no image could be read ({len(skipped)} skipped)")
-    has_masks = len(lesions) == len(paths)
+    has_masks = bool(masks)
     rgb = np.stack(rgbs)
     return EvalImages(paths, np.asarray(labels), np.stack([normalize(r, spec) for r in rgb]), rgb,
                       np.stack(lesions) if has_masks else None, np.stack(artifacts) if has_masks else None,
-                      list(classes), skipped)
+                      list(classes), skipped, np.asarray(known) if has_masks else None, problems)

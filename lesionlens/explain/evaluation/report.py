@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._io import write_json, write_text
+from ...escape import md_text
 from . import metrics
 
 # metric -> (what it means, which direction is better)
@@ -56,9 +57,11 @@ def _fmt(ci: dict, digits: int = 3) -> str:
 
 def _markdown(summary: dict, header: dict) -> str:
     names = list(summary)
-    lines = [f"# Explanation evaluation: {header['arch']} ({header['run']})", "",
-             f"{header['n']} images of `{header['data']}` (seed {header['seed']}), each explained for the model's "
-             f"predicted class; {header['skipped']} skipped. Means with 95% bootstrap CIs over images.", "",
+    # run and data paths are names from the user's disk: escaped, like every data string in a page
+    lines = [f"# Explanation evaluation: {header['arch']} ({md_text(header['run'])})", "",
+             f"{header['n']} images of {md_text(header['data'])} (seed {header['seed']}), each explained for the "
+             f"model's predicted class; {header['skipped']} skipped, {header['mask_problems']} with masks that could "
+             "not be read (scored on all but localisation). Means with 95% bootstrap CIs over images.", "",
              "## Randomisation (Adebayo et al. 2018)", "",
              "Spearman of |map| between the trained model and the model with the named stage and everything above "
              "it re-initialised (cascading from the head). An explanation of the model falls; one that ignores "
@@ -95,6 +98,12 @@ def _markdown(summary: dict, header: dict) -> str:
     notes = [f"- {name}: {note}" for name in names for note in summary[name]["notes"]]
     if notes:
         lines += ["", "## Notes", ""] + notes
+    problems = [f"- {md_text(p['image'])}: mask {md_text(p['mask'])}: {md_text(p['reason'])}"
+                for p in header.get("mask_problem_list", [])]
+    if problems:
+        lines += ["", "## Masks that could not be read", ""] + problems[:50]
+        if len(problems) > 50:
+            lines.append(f"- ... and {len(problems) - 50} more (all in explain_eval.json)")
     return "\n".join(lines) + "\n"
 
 
@@ -168,13 +177,15 @@ def write_report(out: Path, scores, *, run: Path, data: Path, images, meta, spec
     summary = summarise(scores, seed)
     header = {"run": str(run), "data": str(data), "arch": spec.name, "classes": meta.classes,
               "n": len(images.paths), "seed": seed, "skipped": len(images.skipped),
+              "mask_problems": len(images.mask_problems),
               "infidelity_std": INFIDELITY_NOISE_STD, "sensitivity_radius": SENSITIVITY_RADIUS,
               "perturbations": PERTURBATIONS, "sensitivity_n": sensitivity_n,
               "image_size": meta.preprocessing.size, "default_composite": spec.composite,
               "concept_layer": spec.default_concept_layer,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    report = {**header, "skipped_images": images.skipped, "methods": summary}
+    report = {**header, "skipped_images": images.skipped, "mask_problem_list": images.mask_problems,
+              "methods": summary}
     report["plots"] = _plots(out, summary)
     write_json(out / "explain_eval.json", report)
-    write_text(out / "explain_eval.md", _markdown(summary, header))
+    write_text(out / "explain_eval.md", _markdown(summary, {**header, "mask_problem_list": images.mask_problems}))
     return report

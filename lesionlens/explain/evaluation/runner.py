@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..._fileset import FileSet
 from ...errors import ExplainError, UsageError
 from ..methods import MethodResult
 from . import metrics
@@ -133,7 +134,8 @@ def _localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, sign
         return
     evidence = metrics.evidence(maps, signed)
     for target, masks in (("lesion", data.lesion_masks), ("artifact", data.artifact_masks)):
-        present = masks.reshape(len(masks), -1).any(1)
+        # images whose masks could not be read are left out here, and only here
+        present = masks.reshape(len(masks), -1).any(1) & data.masks_known
         for metric, function in (("mass_accuracy", metrics.mass_accuracy), ("rank_accuracy", metrics.rank_accuracy),
                                  ("pointing_game", metrics.pointing_game)):
             values = np.full(len(maps), np.nan)
@@ -260,6 +262,9 @@ def evaluate_methods(model, data: EvalImages, methods: list[Method], *, seed: in
     return out
 
 
+REPORT_FILES = ("explain_eval.json", "explain_eval.md", "randomisation.png", "metrics.png")
+
+
 def run_explain_eval(run: Path, data: Path, out: Path, *, n: int = 200, methods: Optional[Sequence[str]] = None,
                      seed: int = 0, sensitivity_n: int = 32, batch: int = 16, image_root: Optional[Path] = None,
                      quiet: bool = False) -> dict:
@@ -292,5 +297,10 @@ def run_explain_eval(run: Path, data: Path, out: Path, *, n: int = 200, methods:
         bar.close()
     if not scores:
         raise ExplainError("no method was scored")
-    return write_report(out, scores, run=Path(run), data=Path(data), images=images, meta=meta, spec=spec,
-                        seed=seed, sensitivity_n=min(sensitivity_n, len(images.paths)))
+    # the report, its tables and plots change as one set: the demo and the report read them by name
+    # (exact names: --out may be a folder with other files, even the run itself with its metrics.json)
+    with FileSet(out, members=lambda name: name in REPORT_FILES).staging() as stage:
+        report = write_report(stage.path, scores, run=Path(run), data=Path(data), images=images, meta=meta,
+                              spec=spec, seed=seed, sensitivity_n=min(sensitivity_n, len(images.paths)))
+        stage.publish()
+    return report

@@ -5,96 +5,37 @@
 
 Every failure a client can cause is a 4xx with a message (409 when `expected_sha256` names other
 weights, 413 for an upload over the limit, refused from Content-Length before the body is read
-or as soon as a chunked body passes it); 503 when the model could not be loaded. Hardening:
-requests must name an allowed Host (DNS rebinding), a bearer token is required when one is set
-(and one must be set to bind beyond loopback), /docs and /openapi.json are off unless asked for.
+or as soon as a chunked body passes it); 503 when the model could not be loaded. The guards
+(guards.py) run before any of that, cheapest first: the Host header, the bearer token (checked
+before the body is read; one must be set to bind beyond loopback), the body limit, and a
+header timeout. /docs and /openapi.json are off unless asked for.
 (No `from __future__ import annotations` here: FastAPI resolves the endpoint annotations.)
 """
 
-import hmac
-import ipaddress
-import json
 import os
 from typing import Optional, Sequence
 
 from ..errors import HashMismatchError, RequestError, UsageError
+from .guards import BearerToken, BodyLimit, HeaderTimeoutProtocol, allowed_hosts_for, is_loopback
 from .service import ExplanationService, ServiceUnavailable
 
 TOKEN_ENV = "LESIONLENS_SIDECAR_TOKEN"
 MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries around the image
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def allowed_hosts_for(host: str, extra: Sequence[str] = ()) -> list[str]:
-    hosts = ["localhost", "127.0.0.1", "::1", "[::1]", *extra]
-    if host not in ("0.0.0.0", "::") and host not in hosts:
-        hosts.append(host)
-    return hosts
-
-
-class BodyLimit:
-    """ASGI middleware: 413 before reading a body whose Content-Length is over the limit, and
-    as soon as a body without one (chunked) passes it; nothing past the limit is spooled. The
-    chunked case raises Starlette's HTTPException from `receive`, which FastAPI passes through
-    its body parsing (any other exception there would become a 400)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    def message(self) -> str:
-        return f"upload exceeds the limit of {self.limit} bytes"
-
-    async def __call__(self, scope, receive, send):
-        from starlette.exceptions import HTTPException
-
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            body = json.dumps({"detail": self.message()}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
-            return await send({"type": "http.response.body", "body": body})
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise HTTPException(413, self.message())
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
 def create_app(service: ExplanationService, token: Optional[str] = None,
                allowed_hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1", "[::1]"), docs: bool = False):
-    from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+    from fastapi import FastAPI, File, Form, HTTPException, UploadFile
     from fastapi.concurrency import run_in_threadpool
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    def check_token(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-    app = FastAPI(title="lesionlens explanation sidecar", version="1", dependencies=[Depends(check_token)],
+    app = FastAPI(title="lesionlens explanation sidecar", version="1",
                   docs_url="/docs" if docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if docs else None)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    # the last added runs first: Host, then the token, then the body limit
     app.add_middleware(BodyLimit, limit=service.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.add_middleware(BearerToken, token=token)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     @app.get("/health")
     def health() -> dict:
@@ -132,4 +73,4 @@ def serve(model: str, run: str, host: str = "127.0.0.1", port: int = 8000, devic
                          f"with --token or {TOKEN_ENV}")
     service = ExplanationService(model, run, device=device)
     app = create_app(service, token, allowed_hosts_for(host, allowed_hosts), docs)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", http=HeaderTimeoutProtocol)
