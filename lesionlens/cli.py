@@ -28,10 +28,17 @@ def _cmd_synth(args) -> int:
     csv_path = generate(
         Path(args.out), n=args.n, size=args.size, seed=args.seed, classes=classes,
         artifact=args.artifact, artifact_rate=args.artifact_rate, artifact_class=args.artifact_class,
-        artifact_rate_other=args.artifact_rate_other, progress=not args.quiet,
+        artifact_rate_other=args.artifact_rate_other, aspect=args.aspect, lookalike_rate=args.lookalike_rate,
+        progress=not args.quiet,
     )
     print(f"wrote {args.n} images to {args.out} (metadata: {csv_path})")
     return EXIT_OK
+
+
+def _artifact_choices() -> list[str]:
+    from .data.frames import FRAME_STYLES
+
+    return ["ring", *(f"ring:{style}" for style in FRAME_STYLES), "ruler", "ink", "patch", "none"]
 
 
 def _train_config(args):
@@ -221,10 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=IMAGE_SIZE.parse, default=128)
     p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--classes", default="benign,melanoma", help="comma-separated class names")
-    p.add_argument("--artifact", default="none", choices=["ring", "ruler", "ink", "patch", "none"])
+    p.add_argument("--artifact", default="none", choices=_artifact_choices(),
+                   help="ring draws a frame style at random per image; ring:STYLE one style")
     p.add_argument("--artifact-rate", type=PROBABILITY.parse, default=0.0, help="rate in --artifact-class images")
     p.add_argument("--artifact-class", default=None, help="default: the melanoma-like class")
     p.add_argument("--artifact-rate-other", type=PROBABILITY.parse, default=0.0, help="rate in all other classes")
+    p.add_argument("--aspect", default="1:1", help="width:height of the photos, e.g. 4:3 (shorter side = --size)")
+    p.add_argument("--lookalike-rate", type=PROBABILITY.parse, default=0.0,
+                   help="share of artifact-free images given a frame look-alike (dark skin, a corner shadow...)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

@@ -4,6 +4,7 @@ import hashlib
 import cv2
 import numpy as np
 
+from lesionlens.data.frames import FRAME_STYLES, LOOKALIKES
 from lesionlens.data.synth import generate
 
 
@@ -45,7 +46,9 @@ def test_metadata_masks_and_artifacts_are_consistent(synth_small):
         if r["artifact"] == "ring":
             ring = cv2.imread(str(synth_small / r["artifact_mask"]), cv2.IMREAD_GRAYSCALE)
             assert ring[0, 0] > 127 and ring[32, 32] == 0  # dark corners, clear centre
-            assert img[ring > 127].mean() < 0.4 * img[ring == 0].mean()  # the ring really is dark
+            darkest = 0.6 if r["frame_style"] in ("grey", "soft") else 0.5  # a grey surround, a soft edge
+            assert img[ring > 127].mean() < darkest * img[ring == 0].mean()  # the frame really is dark
+            assert r["frame_style"] in FRAME_STYLES
         else:
             assert r["artifact"] == "none" and r["artifact_mask"] == ""
     assert all(len(labels) == 1 for labels in per_patient.values())
@@ -79,3 +82,28 @@ def test_classes_differ_in_colour_variety(tmp_path):
         mask = cv2.imread(str(tmp_path / r["lesion_mask"]), cv2.IMREAD_GRAYSCALE) > 127
         spread[r["label"]].append(img[mask].std(0).mean())
     assert np.median(spread["melanoma"]) > 1.3 * np.median(spread["benign"])
+
+
+def test_frame_styles_non_square_photos_and_look_alikes(tmp_path):
+    """`ring` draws every frame style at random, `ring:STYLE` one; --aspect gives 4:3 photos with
+    masks of the same shape; look-alikes land only on artifact-free images, in every class."""
+    generate(tmp_path / "mix", n=80, size=48, seed=3, artifact="ring", artifact_rate=1.0, aspect="4:3",
+             lookalike_rate=1.0, progress=False)
+    rows = _rows(tmp_path / "mix")
+    assert {r["frame_style"] for r in rows if r["artifact"] == "ring"} == set(FRAME_STYLES)
+    assert {r["lookalike"] for r in rows if r["artifact"] == "none"} <= set(LOOKALIKES)
+    assert all(r["lookalike"] == "" for r in rows if r["artifact"] == "ring")
+    assert {r["label"] for r in rows if r["lookalike"]} == {"benign"}  # melanomas all carry the frame here
+    for r in rows[:10]:
+        img = cv2.imread(str(tmp_path / "mix" / r["image"]))
+        lesion = cv2.imread(str(tmp_path / "mix" / r["lesion_mask"]), cv2.IMREAD_GRAYSCALE)
+        assert img.shape == (48, 64, 3) and lesion.shape == (48, 64)
+    generate(tmp_path / "one", n=20, size=48, seed=3, artifact="ring:corners", artifact_rate=1.0, progress=False)
+    assert {r["frame_style"] for r in _rows(tmp_path / "one") if r["artifact"] == "ring"} == {"corners"}
+    from lesionlens.errors import UsageError
+    import pytest
+
+    for bad in (dict(artifact="ring:bogus"), dict(artifact="ruler", aspect="4:3"), dict(aspect="9:1"),
+                dict(aspect="x"), dict(lookalike_rate=2.0)):
+        with pytest.raises(UsageError):
+            generate(tmp_path / "bad", n=2, size=32, progress=False, **bad)

@@ -79,7 +79,7 @@ def _inside_field(rgb: np.ndarray, field: DarkField) -> np.ndarray:
     cx, cy, r = field.circle
     half = r * w / np.sqrt(2)
     x0, x1 = max(0, int(cx * w - half)), min(w, int(cx * w + half))
-    y0, y1 = max(0, int(cy * w - half)), min(h, int(cy * w + half))
+    y0, y1 = max(0, int(cy * h - half)), min(h, int(cy * h + half))
     return rgb[y0:y1, x0:x1] if x1 - x0 >= 16 and y1 - y0 >= 16 else rgb
 
 

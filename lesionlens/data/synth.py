@@ -11,9 +11,11 @@ The classes overlap (mildly irregular nevi, featureless early melanomas) so a mo
 shape and colour, not one pixel. Each patient has one lesion photographed 1-4 times (rotated,
 shifted, re-lit): near-duplicates that a grouped split must keep together.
 
-Artifacts (`ring` = the dark microscope vignette the original team found in every melanoma photo,
-`ruler`, `ink` marker, coloured `patch`) are planted at a rate in one class, so the audit and
-the explanations can be checked against a known shortcut.
+Artifacts (`ring` = the dark microscope frame the original team found in every melanoma photo,
+in the styles real photos show it (frames.py), `ruler`, `ink` marker, coloured `patch`) are
+planted at a rate in one class, so the audit and the explanations can be checked against a known
+shortcut. Photos can be non-square (`aspect`), and frame look-alikes (dark skin, a shadow in a
+corner, vignetting...) can be painted on clean photos, so a frame detector's false alarms show.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from .._io import write_bytes, write_text
 from ..errors import UsageError
 from ..names import class_list_problem
+from .frames import FRAME_STYLES, LOOKALIKES, draw_frame, draw_lookalike, parse_aspect, photo_shape
 
 ARTIFACTS = ("ring", "ruler", "ink", "patch", "none")
 STYLES = ("benign", "melanoma", "keratosis", "bcc")
@@ -141,20 +144,23 @@ def _lesion_frame(lesion, center, angle, scale, size, dx, dy):
     return center[0] + r * (c * dx - s * dy), center[1] + r * (s * dx + c * dy)
 
 
-def _skin(rng: np.random.Generator, tone: np.ndarray, size: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+def _skin(rng: np.random.Generator, tone: np.ndarray, height: int, width: int) -> np.ndarray:
+    size = min(height, width)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    yy, xx = yy / height, xx / width
     gx, gy = rng.normal(0, 0.08, 2)
     light = 1 + gx * (xx - 0.5) + gy * (yy - 0.5)
-    texture = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), size / 40)
+    texture = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), size / 40)
     texture = texture / (texture.std() + 1e-6) * 0.03
     return tone[None, None, :] * (light + texture)[:, :, None]
 
 
-def _draw_hair(rng, img, size, count):
-    scale = size / 128
+def _draw_hair(rng, img, count):
+    extent = np.array(img.shape[1::-1], np.float64)  # (width, height)
+    scale = min(extent) / 128
     for _ in range(count):
-        p0, p3 = rng.uniform(-0.1, 1.1, 2) * size, rng.uniform(-0.1, 1.1, 2) * size
-        p1, p2 = rng.uniform(0, 1, 2) * size, rng.uniform(0, 1, 2) * size
+        p0, p3 = rng.uniform(-0.1, 1.1, 2) * extent, rng.uniform(-0.1, 1.1, 2) * extent
+        p1, p2 = rng.uniform(0, 1, 2) * extent, rng.uniform(0, 1, 2) * extent
         t = np.linspace(0, 1, 60)[:, None]
         curve = (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2 + t ** 3 * p3
         shade = float(rng.uniform(20, 70))
@@ -163,7 +169,9 @@ def _draw_hair(rng, img, size, count):
 
 
 def _render_lesion(rng, img, lesion, center, angle, scale, size):
-    mask = np.zeros((size, size), np.uint8)
+    """`size` is the photo's shorter side: the lesion's scale."""
+    height, width = img.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
     outline = _outline(lesion, center, angle, scale, size)
     cv2.fillPoly(mask, [np.round(outline * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     soft = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), max(0.5, lesion.edge_softness * size))
@@ -172,7 +180,7 @@ def _render_lesion(rng, img, lesion, center, angle, scale, size):
     colour = np.empty_like(img)
     colour[:] = lesion.base_colour
     colour *= (1.05 - 0.15 * depth)[:, :, None]  # slightly darker towards the centre
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     r_px = lesion.radius * size * scale
     for dx, dy, sigma, col, strength in lesion.blotches:
         bx, by = _lesion_frame(lesion, center, angle, scale, size, dx, dy)
@@ -193,16 +201,11 @@ def _render_lesion(rng, img, lesion, center, angle, scale, size):
     return mask
 
 
-def _plant_artifact(rng, img, kind: str, size: int) -> np.ndarray:
-    mask = np.zeros((size, size), np.uint8)
+def _plant_artifact(rng, img, kind: str, size: int, frame_style: str = "") -> np.ndarray:
+    """Paint artifact `kind` onto img; ruler, ink and patch on square photos (size x size)."""
+    mask = np.zeros(img.shape[:2], np.uint8)
     if kind == "ring":
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        cx, cy = size / 2 + rng.normal(0, size * 0.02, 2)
-        radius = rng.uniform(0.44, 0.52) * size
-        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        dark = np.clip((d - radius) / (size * 0.03), 0, 1)
-        img[:] = img * (1 - 0.92 * dark[:, :, None]) + 8 * dark[:, :, None]
-        mask[dark > 0.1] = 255
+        mask = draw_frame(rng, img, frame_style or "circle")
     elif kind == "ruler":
         width = int(size * rng.uniform(0.08, 0.12))
         side = int(rng.integers(4))
@@ -238,13 +241,16 @@ def _plant_artifact(rng, img, kind: str, size: int) -> np.ndarray:
     return mask
 
 
-def render_view(lesion: Lesion, rng: np.random.Generator, tone: np.ndarray, size: int):
-    """One photograph of `lesion`: returns (rgb uint8, lesion mask uint8) before artifacts."""
-    img = _skin(rng, tone, size)
-    center = size / 2 + rng.normal(0, size * 0.04, 2)
+def render_view(lesion: Lesion, rng: np.random.Generator, tone: np.ndarray, size: int,
+                aspect: tuple[int, int] = (1, 1)):
+    """One photograph of `lesion` (shorter side `size`, width:height `aspect`): returns
+    (float32 RGB, lesion mask uint8) before artifacts."""
+    height, width = photo_shape(size, aspect)
+    img = _skin(rng, tone, height, width)
+    center = np.array([width / 2, height / 2]) + rng.normal(0, size * 0.04, 2)
     angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.9, 1.1)
     mask = _render_lesion(rng, img, lesion, center, angle, scale, size)
-    _draw_hair(rng, img, size, int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08])))
+    _draw_hair(rng, img, int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08])))
     img *= rng.uniform(0.92, 1.08)  # exposure
     return img, mask
 
@@ -259,13 +265,30 @@ def generate(
     artifact_rate: float = 0.0,
     artifact_class: Optional[str] = None,
     artifact_rate_other: float = 0.0,
+    aspect: str = "1:1",
+    lookalike_rate: float = 0.0,
     progress: bool = True,
 ) -> Path:
     """Write `n` images to OUT/<class>/<id>.png, masks under OUT/_masks/, and OUT/metadata.csv.
 
+    `artifact` is one of ARTIFACTS, or `ring:STYLE` for one frame style (plain `ring` draws a
+    style at random per image, from FRAME_STYLES). `aspect` (width:height, e.g. 4:3) makes
+    non-square photos whose shorter side is `size`. `lookalike_rate` paints a frame look-alike
+    (LOOKALIKES: dark skin, a corner shadow...) on that share of the images without an artifact,
+    in every class, so a detector's false alarms can be counted.
+
     Deterministic for a seed: every image draws from its own generator seeded by
     (seed, patient, view), so the same arguments give byte-identical files."""
     from tqdm.auto import tqdm
+
+    artifact, _, frame_style = str(artifact).partition(":")
+    if frame_style and (artifact != "ring" or frame_style not in FRAME_STYLES):
+        raise UsageError(f"--artifact ring:STYLE takes a style of {FRAME_STYLES}, got {artifact}:{frame_style}")
+    shape = parse_aspect(aspect)
+    if shape[0] != shape[1] and artifact not in ("ring", "none"):
+        raise UsageError(f"--aspect {aspect}: the {artifact} artifact is drawn on square photos only")
+    if not 0 <= lookalike_rate <= 1:
+        raise UsageError(f"--lookalike-rate must be in [0, 1], got {lookalike_rate}")
 
     classes = list(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
@@ -291,10 +314,15 @@ def generate(
         views = int(prng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
         for view in range(min(views, n - len(rows))):
             rng = np.random.default_rng([seed, patient, view + 1])
-            img, lesion_mask = render_view(lesion, rng, tone, size)
+            img, lesion_mask = render_view(lesion, rng, tone, size, shape)
             rate = artifact_rate if classes[label] == artifact_class else artifact_rate_other
             kind = artifact if artifact != "none" and rng.random() < rate else "none"
-            artifact_mask = _plant_artifact(rng, img, kind, size)
+            style = (frame_style or FRAME_STYLES[int(rng.integers(len(FRAME_STYLES)))]) if kind == "ring" else ""
+            artifact_mask = _plant_artifact(rng, img, kind, size, style)
+            lookalike = ""
+            if kind == "none" and lookalike_rate and rng.random() < lookalike_rate:
+                lookalike = LOOKALIKES[int(rng.integers(len(LOOKALIKES)))]
+                draw_lookalike(rng, img, lookalike)
             img += rng.normal(0, rng.uniform(1.5, 5), img.shape)  # sensor noise
             rgb = np.clip(img, 0, 255).astype(np.uint8)
             image_id = f"img_{len(rows):06d}"
@@ -306,15 +334,31 @@ def generate(
                 artifact_rel = f"_masks/artifact/{image_id}.png"
                 _write_png(out / artifact_rel, artifact_mask)
             rows.append([rel, classes[label], f"patient_{patient:05d}", f"lesion_{patient:05d}", view,
-                         f"_masks/lesion/{image_id}.png", kind, artifact_rel])
+                         f"_masks/lesion/{image_id}.png", kind, artifact_rel, style, lookalike])
             bar.update(1)
         patient += 1
     bar.close()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["image", "label", "patient_id", "lesion_id", "view", "lesion_mask", "artifact", "artifact_mask"])
+    writer.writerow(["image", "label", "patient_id", "lesion_id", "view", "lesion_mask", "artifact", "artifact_mask",
+                     "frame_style", "lookalike"])
     writer.writerows(rows)
     return write_text(out / "metadata.csv", buffer.getvalue())
+
+
+def sample_photo(seed: int, size: int = 96, aspect: tuple[int, int] = (1, 1), frame: str = "",
+                 lookalike: str = "", style: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One photo without files: (rgb uint8, lesion mask, frame mask), a frame of style `frame`
+    and/or a look-alike painted on. For tests and benchmarks of the frame detector."""
+    rng = np.random.default_rng([seed, 7])
+    lesion = _sample_lesion(rng, style or STYLES[int(rng.integers(2))])
+    tone = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.95, 1.05, 3)
+    img, lesion_mask = render_view(lesion, rng, tone, size, aspect)
+    frame_mask = draw_frame(rng, img, frame) if frame else np.zeros(img.shape[:2], np.uint8)
+    if lookalike:
+        draw_lookalike(rng, img, lookalike)
+    img += rng.normal(0, rng.uniform(1.5, 5), img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), lesion_mask, frame_mask
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:

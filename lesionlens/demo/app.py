@@ -75,7 +75,8 @@ def ring_message(rgb: np.ndarray, run: Path) -> str:
 
     if not detect_dark_field(rgb).is_ring:
         return ""
-    text = ("**Microscope ring detected.** This photo has the dark circular frame of a dermatoscope's field. "
+    text = ("**Microscope ring detected.** This photo has the dark frame of a dermatoscope's round field "
+            "(a black or grey surround, dark corners or dark side bands). "
             "Models trained on merged data have learned to call the ring instead of the lesion: this model's "
             "decision may rest on the ring.")
     finding = ring_finding(run)

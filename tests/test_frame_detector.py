@@ -1,0 +1,157 @@
+"""The dermatoscope frame detector against every frame style the generator draws, the look-alikes
+it draws, and variants painted here by code the detector was never tuned on (issue 18)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lesionlens.audit.dark_field import detect_dark_field
+from lesionlens.data.frames import FRAME_STYLES, LOOKALIKES
+from lesionlens.data.synth import sample_photo
+
+N = 200  # per style and per look-alike, half square, half 4:3
+ASPECTS = [(1, 1), (4, 3)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+@pytest.mark.parametrize("style", FRAME_STYLES)
+def test_every_frame_style_is_found_and_its_region_covers_the_frame(style):
+    found, ious = [], []
+    for i in range(N):
+        rgb, _, mask = sample_photo(10_000 + i, 96, ASPECTS[i % 2], frame=style)
+        result = detect_dark_field(rgb)
+        found.append(result.is_ring)
+        if result.is_ring:
+            ious.append(_iou(result.region(*rgb.shape[:2]), mask > 0))
+    assert np.mean(found) >= 0.95, f"{style}: recall {np.mean(found):.3f}"
+    assert np.mean(ious) >= 0.6, f"{style}: mean IoU {np.mean(ious):.3f}"
+
+
+@pytest.mark.parametrize("kind", [*LOOKALIKES, ""])
+def test_look_alikes_raise_few_false_alarms(kind):
+    alarms = [detect_dark_field(sample_photo(20_000 + i, 96, ASPECTS[i % 2], lookalike=kind)[0]).is_ring
+              for i in range(N)]
+    assert np.mean(alarms) <= 0.02, f"{kind or 'clean'}: false alarms {np.mean(alarms):.3f}"
+
+
+# ---- variants painted here, not by the generator: the detector was not tuned to these ----------
+
+def _clean(seed: int, aspect=(1, 1), size: int = 96) -> np.ndarray:
+    return sample_photo(seed, size, aspect)[0]
+
+
+def _darken_outside(rgb: np.ndarray, field: np.ndarray, colour=(6, 6, 6), blur: float = 1.5):
+    """Everything outside the bool `field` painted `colour`, the edge blurred by `blur` px."""
+    alpha = cv2.GaussianBlur((~field).astype(np.float32), (0, 0), blur)[..., None]
+    out = rgb.astype(np.float32) * (1 - alpha) + np.asarray(colour, np.float32) * alpha
+    return np.clip(out, 0, 255).astype(np.uint8), ~field
+
+
+def _ellipse_field(h, w, cx, cy, ax, ay):
+    field = np.zeros((h, w), np.uint8)
+    cv2.ellipse(field, (int(cx), int(cy)), (int(ax), int(ay)), 0, 0, 360, 1, -1)
+    return field.astype(bool)
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
+def _variant(name: str, seed: int):
+    rng = np.random.default_rng(seed)
+    if name == "jpeg_q40":
+        rgb, _, mask = sample_photo(seed, 96, (1, 1), frame="circle")
+        return _jpeg(rgb, 40), mask > 0
+    if name == "wide_16_9":
+        rgb = _clean(seed, (16, 9), 90)
+        h, w = rgb.shape[:2]
+        return _darken_outside(rgb, _ellipse_field(h, w, w / 2, h / 2, h * 0.52, h * 0.52))
+    if name == "portrait_3_4":
+        rgb = _clean(seed, (3, 4))
+        h, w = rgb.shape[:2]
+        return _darken_outside(rgb, _ellipse_field(h, w, w / 2, h / 2, w * 0.5, w * 0.5))
+    if name == "brown_surround":
+        rgb = _clean(seed)
+        return _darken_outside(rgb, _ellipse_field(96, 96, 48, 48, 44, 44), colour=(45, 30, 22))
+    if name == "ellipse":
+        rgb = _clean(seed)
+        return _darken_outside(rgb, _ellipse_field(96, 96, 48, 48, 46, 40))
+    if name == "text_on_frame":  # devices stamp a scale or a date into the frame
+        rgb, mask = _darken_outside(_clean(seed), _ellipse_field(96, 96, 48, 48, 43, 43))
+        cv2.putText(rgb, "10x", (2, 92), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (230, 230, 230), 1)
+        return rgb, mask
+    if name == "off_centre":
+        dx, dy = rng.choice([-1, 1], 2) * 10
+        rgb = _clean(seed)
+        return _darken_outside(rgb, _ellipse_field(96, 96, 48 + dx, 48 + dy, 42, 42))
+    if name == "small_field":
+        rgb = _clean(seed)
+        return _darken_outside(rgb, _ellipse_field(96, 96, 48, 48, 33, 33), blur=3)
+    raise AssertionError(name)
+
+
+UNTUNED_FRAMES = ["jpeg_q40", "wide_16_9", "portrait_3_4", "brown_surround", "ellipse", "text_on_frame",
+                  "off_centre", "small_field"]
+
+
+@pytest.mark.parametrize("name", UNTUNED_FRAMES)
+def test_frames_drawn_another_way_are_found(name):
+    found, ious = [], []
+    for i in range(60):
+        rgb, mask = _variant(name, 30_000 + i)
+        result = detect_dark_field(rgb)
+        found.append(result.is_ring)
+        if result.is_ring:
+            ious.append(_iou(result.region(*rgb.shape[:2]), mask))
+    assert np.mean(found) >= 0.95, f"{name}: recall {np.mean(found):.3f}"
+    assert np.mean(ious) >= 0.6, f"{name}: IoU {np.mean(ious):.3f}"
+
+
+def _lookalike(name: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if name == "pillarbox":  # a 4:3 still shown in a 16:9 frame: straight black bars at the sides
+        rgb = _clean(seed, (4, 3))
+        h, w = rgb.shape[:2]
+        bar = int(w * rng.uniform(0.08, 0.14))
+        rgb[:, :bar] = 5
+        rgb[:, w - bar:] = 5
+        return rgb
+    if name == "sleeve":  # dark clothing over one side, a wavy edge
+        rgb = _clean(seed).astype(np.float32)
+        x = np.arange(96)
+        edge = 96 * rng.uniform(0.15, 0.3) + 4 * np.sin(x / rng.uniform(5, 12))
+        yy = np.mgrid[0:96, 0:96][0]
+        rgb[yy < edge[None, :]] *= 0.12
+        return np.rot90(np.clip(rgb, 0, 255).astype(np.uint8), int(rng.integers(4))).copy()
+    if name == "strong_vignetting":  # corners at ~55%: dark, but not a frame
+        rgb = _clean(seed).astype(np.float32)
+        yy, xx = np.mgrid[0:96, 0:96]
+        d = np.hypot(xx - 47.5, yy - 47.5) / np.hypot(48, 48)
+        return np.clip(rgb * (1 - 0.45 * d ** 2)[..., None], 0, 255).astype(np.uint8)
+    if name == "dark_lesion_at_edge":
+        rgb = _clean(seed)
+        cx, cy = [(0, 48), (95, 48), (48, 0), (48, 95)][int(rng.integers(4))]
+        cv2.ellipse(rgb, (cx, cy), (int(rng.uniform(14, 22)), int(rng.uniform(10, 18))), float(rng.uniform(0, 180)),
+                    0, 360, (40, 28, 24), -1, cv2.LINE_AA)
+        return rgb
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", ["pillarbox", "sleeve", "strong_vignetting", "dark_lesion_at_edge"])
+def test_dark_things_that_are_not_frames_are_not_called_frames(name):
+    alarms = [detect_dark_field(_lookalike(name, 40_000 + i)).is_ring for i in range(60)]
+    assert np.mean(alarms) <= 0.05, f"{name}: false alarms {np.mean(alarms):.3f}"
+
+
+def test_the_detector_reads_any_size_and_a_grey_image():
+    rgb, _, _ = sample_photo(1, 300, (4, 3), frame="bands")
+    assert detect_dark_field(rgb).is_ring
+    assert detect_dark_field(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).is_ring
+    assert not detect_dark_field(np.zeros((40, 40, 3), np.uint8)).is_ring  # all dark: no field
+    assert not detect_dark_field(np.full((40, 40, 3), 200, np.uint8)).is_ring
