@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import one_line
+from .errors import UsageError, one_line
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 log = logging.getLogger("lesionlens")
@@ -101,8 +101,6 @@ def _cmd_export(args) -> int:
 def _cmd_predict(args) -> int:
     from .runtime.batch import predict_paths
 
-    from .errors import UsageError
-
     predictions, classifier, found = predict_paths(Path(args.model), args.inputs, Path(args.out) if args.out else None,
                                                    args.provider, args.batch_size, progress=not args.quiet,
                                                    fmt=args.format)
@@ -154,9 +152,12 @@ def _cmd_explain_eval(args) -> int:
 def _cmd_audit(args) -> int:
     from .audit import run_audit
 
+    if args.compare and not args.run:
+        raise UsageError("--compare needs --run (the revised run to compare with the --compare run)")
     report = run_audit(Path(args.data), Path(args.out), run=Path(args.run) if args.run else None,
                        heldout=Path(args.heldout) if args.heldout else None, n=args.n, seed=args.seed,
-                       image_root=Path(args.image_root) if args.image_root else None, quiet=args.quiet)
+                       image_root=Path(args.image_root) if args.image_root else None, quiet=args.quiet,
+                       compare=Path(args.compare) if args.compare else None)
     flagged = [f for f in report["findings"] if f["flagged"]]
     for f in flagged:
         print(f"flagged: {f['summary']}")
@@ -166,6 +167,17 @@ def _cmd_audit(args) -> int:
     for f in problems:
         print(f"error: {one_line(f['summary'])}", file=sys.stderr)
     return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def _cmd_revise(args) -> int:
+    from .revise import run_revise
+
+    say = (lambda what: None) if args.quiet else (lambda what: print(f"revise: {what}", file=sys.stderr))
+    out = run_revise(Path(args.run), Path(args.data), Path(args.out), args.method, artifact=args.artifact,
+                     layer=args.layer, epochs=args.epochs, seed=args.seed, progress=say)
+    print(f"revised run: {out} (method {args.method}, artifact {args.artifact}); audit it with "
+          f"`lesionlens audit --data DATA --run {out} --compare {args.run} --out {out}/audit`")
+    return EXIT_OK
 
 
 def _cmd_report(args) -> int:
@@ -339,8 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=COUNT.parse, default=600, help="images for the model checks (default 600)")
     p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--image-root")
+    p.add_argument("--compare", help="with --run: the parent run; the report puts both models' findings side by side")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("revise", help="remove a shortcut the audit found: a revised copy of a run "
+                                      "(counterfactual augmentation, frame normalisation, P-ClArC, RR-ClArC)")
+    p.add_argument("run", help="the run directory to revise (it is not changed)")
+    p.add_argument("--data", required=True, help="the run's training data (its masks or metadata name the artifact)")
+    p.add_argument("--out", required=True, help="the new run directory")
+    p.add_argument("--method", default="augment", choices=["augment", "frame", "pclarc", "rrclarc"],
+                   help="default augment: the one the measurements chose (README)")
+    p.add_argument("--artifact", default="ring", help="ring (masks or the frame detector) or COLUMN=VALUE")
+    p.add_argument("--layer", help="P-ClArC / RR-ClArC layer (default: the architecture's last feature map)")
+    p.add_argument("--epochs", type=Bounds(1, 100, whole=True).parse, default=6, help="fine-tuning epochs")
+    p.add_argument("--seed", type=SEED.parse, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_revise)
 
     p = sub.add_parser("report", help="the executed notebook report (HTML): data, audit, metrics, ROC, "
                                       "explanations, explanation scores")

@@ -14,7 +14,8 @@ from .stats import ALPHA, MIN_EFFECT
 
 
 def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Optional[Path] = None,
-              n: int = 600, seed: int = 0, image_root: Optional[Path] = None, quiet: bool = False) -> dict:
+              n: int = 600, seed: int = 0, image_root: Optional[Path] = None, quiet: bool = False,
+              compare: Optional[Path] = None) -> dict:
     from .dataset_audit import audit_dataset
     from .model_audit import MIN_SHIFT, audit_model
     from .report import write_audit_report
@@ -30,7 +31,7 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
     dataset = audit_dataset(Path(data), image_root, splits, progress=not quiet)
     findings, figures, timings = list(dataset.findings), {}, dict(dataset.timings)
     rings = [r.dark_field.to_dict() for r in dataset.readable]
-    artifact_source = None
+    artifact_source, comparison = None, None
     if run is not None:
         say = (lambda what: None) if quiet else (lambda what: print(f"audit: {what}", file=sys.stderr))
         model = audit_model(Path(run), Path(data), n=n, seed=seed, image_root=image_root, heldout=heldout,
@@ -39,11 +40,18 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
         figures.update(model.figures)
         timings.update(model.timings)
         artifact_source = model.artifact_source
+        if compare is not None:  # the parent, on the same images with the same seed
+            from .compare import compare_findings
+
+            say(f"the same checks on {compare}")
+            parent = audit_model(Path(compare), Path(data), n=n, seed=seed, image_root=image_root, heldout=heldout,
+                                 progress=say)
+            comparison = compare_findings(parent.findings, model.findings, str(compare), str(run))
     timings["total"] = time.perf_counter() - started
     summary = {"data": str(data), "run": str(run) if run else None, "heldout": str(heldout) if heldout else None,
                "classes": dataset.classes, "images": len(dataset.records), "readable": len(dataset.readable),
                "ring_images": sum(r["is_ring"] for r in rings), "artifact_regions": artifact_source,
-               "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
+               "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
                "images_per_second": len(dataset.records) / max(1e-9, dataset.timings["decode + detector + hash"]),
                "timings": {k: round(v, 2) for k, v in timings.items()},
                "per_image": [{"path": str(r.path), "label": dataset.classes[r.label], "split": r.split,
@@ -58,4 +66,5 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
 
 
 def _audit_file(name: str) -> bool:
-    return name in ("audit.json", "audit.md") or (name.endswith(".png") and name.startswith(("spray_", "counterfactual_")))
+    return name in ("audit.json", "audit.md") or (name.endswith(".png") and name.startswith(("spray_", "counterfactual_",
+                                                                                              "frame_paste")))

@@ -9,6 +9,8 @@ On up to `n` images of the data (preprocessed as the run's model sees them):
 - counterfactuals: the artifact pasted onto images of the other classes that have none, and
   removed from the images that have it (counterfactual.py); the mean change of the artifact
   class's probability and the share of flipped decisions, with bootstrap CIs;
+- frame styles: with a held-out set, every dermatoscope frame style painted onto its images of
+  the other classes, and the share newly called the artifact class (paste_test.py);
 - threshold: with a held-out set, the sensitivity the run's threshold gives there, beside the
   spread of sensitivities that thresholds refitted on bootstrap resamples of the run's own
   validation split would give (is a drop the threshold's noise, or something else?).
@@ -31,6 +33,7 @@ from ..explain.evaluation.metrics import bootstrap_ci
 from . import counterfactual, spray
 from ..names import class_slug
 from .dark_field import detect_dark_field
+from .paste_test import frame_paste_findings
 
 MIN_SHIFT = 0.05  # mean probability change below this is not called a shortcut, however sure
 BOOTSTRAP = 2000
@@ -257,6 +260,15 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
         start = time.perf_counter()
         audit.findings.append(_threshold_finding(model, meta, Path(run), Path(heldout), seed))
         timings["threshold bootstrap"] = time.perf_counter() - start
+        step("frame styles pasted on held-out images")
+        start = time.perf_counter()
+        findings, figure = frame_paste_findings(
+            lambda images: _probabilities(model, np.stack(images), spec),
+            lambda probs: _decisions(probs, index, threshold), spec, Path(heldout), meta.classes, index, seed=seed)
+        audit.findings += findings
+        if figure is not None:
+            audit.figures["frame_paste_styles.png"] = figure
+        timings["frame paste by style"] = time.perf_counter() - start
     for skipped in data_images.skipped:
         audit.findings.append({"kind": "unreadable", "subject": f"skipped {skipped['path']}", "p_value": None,
                                "effect_size": 1.0, "effect_measure": "images",

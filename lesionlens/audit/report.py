@@ -66,6 +66,11 @@ def explain_finding(f: dict) -> str:
         verdict = "the model reacts to the artifact itself" if f["flagged"] else "no material reaction"
         return (f"{action} {e['images']} images changes P({e['class']}) by "
                 f"{_ci(e['probability_change'])} and flips {_ci(e['flipped_decisions'], True)} of the decisions: {verdict}.")
+    if kind == "frame_paste_style":
+        verdict = "the model calls the frame, not the lesion" if f["flagged"] else "no material reaction"
+        return (f"A {e['style']} frame painted onto {e['images']} held-out images of other classes newly makes "
+                f"{_ci(e['newly_flagged'], True)} of them {e['class']} (flagged before: "
+                f"{100 * e['flagged_before']:.0f}%, after: {100 * e['flagged_after']:.0f}%): {verdict}.")
     if kind == "threshold_sensitivity":
         low, high = e["refit_threshold_sensitivity_95"]
         why = ("within what refitting the threshold on ~{} validation positives gives by chance".format(
@@ -84,6 +89,27 @@ def _png(path: Path, rgb: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if ok:
         write_bytes(path, encoded.tobytes())
+
+
+def format_value(value, measure: str = "") -> str:
+    """A finding's effect for a table: shares as percentages, probability changes signed."""
+    if value is None:
+        return "-"
+    if measure.startswith("share") or "sensitivity" in measure:
+        return f"{100 * value:.0f}%"
+    return f"{value:+.3f}" if measure.startswith("mean change") else f"{value:.3f}"
+
+
+def _comparison_lines(comparison: dict) -> list[str]:
+    lines = ["", "## Before and after", "",
+             f"This model ({md_text(comparison['after'])}) against the run it was revised from "
+             f"({md_text(comparison['before'])}), on the same images and seed.", "",
+             "| check | subject | before | after | flagged before | flagged after |", "|---|---|---|---|---|---|"]
+    for row in comparison["rows"]:
+        lines.append(f"| {md_text(row['kind'])} | {md_text(row['subject'])} | {format_value(row['before'], row['measure'])} | "
+                     f"{format_value(row['after'], row['measure'])} | {'yes' if row['flagged_before'] else 'no'} | "
+                     f"{'yes' if row['flagged_after'] else 'no'} |")
+    return lines
 
 
 def write_audit_report(out: Path, summary: dict, findings: list[dict], figures: dict) -> dict:
@@ -106,6 +132,8 @@ def write_audit_report(out: Path, summary: dict, findings: list[dict], figures: 
         effect = "-" if f["effect_size"] is None else f"{f['effect_size']:.3f} ({md_text(f['effect_measure'])})"
         lines.append(f"| {md_text(f['kind'])} | {md_text(f['subject'])} | {_p(f['p_value'])} | {effect} | "
                      f"{'yes' if f['flagged'] else 'no'} |")
+    if summary.get("comparison"):
+        lines += _comparison_lines(summary["comparison"])
     lines += ["", "## In words", ""] + [f"- {md_text(f['summary'])}" for f in findings]
     if figures:  # figure names are ours (slugs and indices), never a class name
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in sorted(figures)]

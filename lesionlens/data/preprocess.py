@@ -46,6 +46,10 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     pad_value: int = 0
+    # frame normalisation (`lesionlens revise --method frame`): everything outside a centred
+    # circle of this radius (a fraction of the side) painted black, so every photo shows the same
+    # dermatoscope frame and a frame can no longer tell one class from another; 0 = off
+    frame: float = 0.0
     version: int = field(default=1)
 
     def __post_init__(self) -> None:
@@ -67,6 +71,10 @@ class PreprocessSpec:
                              f"std {self.std!r}")
         if isinstance(self.pad_value, bool) or not isinstance(self.pad_value, int) or not 0 <= self.pad_value <= 255:
             raise UsageError(f"pad_value must be a whole number from 0 to 255, got {self.pad_value!r}")
+        if (isinstance(self.frame, bool) or not isinstance(self.frame, (int, float)) or not math.isfinite(self.frame)
+                or not (self.frame == 0 or 0.2 <= self.frame <= 0.75)):
+            raise UsageError(f"frame must be 0 (off) or a radius from 0.2 to 0.75 of the side, got {self.frame!r}")
+        object.__setattr__(self, "frame", float(self.frame))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -89,8 +97,26 @@ class PreprocessSpec:
         return cls.from_dict(json.loads(text))
 
 
+def apply_frame(sized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The spec's normalised frame on a (size, size, 3) uint8 image: black outside a centred
+    circle of radius spec.frame * size (a no-op when spec.frame is 0)."""
+    if not spec.frame:
+        return sized
+    size = sized.shape[0]
+    yy, xx = np.mgrid[0:size, 0:size]
+    outside = (xx + 0.5 - size / 2) ** 2 + (yy + 0.5 - size / 2) ** 2 > (spec.frame * size) ** 2
+    out = sized.copy()
+    out[outside] = 0
+    return out
+
+
 def resize_to_spec(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Geometric part of preprocessing: RGB uint8 (H, W, 3) -> uint8 (size, size, 3)."""
+    """Geometric part of preprocessing: RGB uint8 (H, W, 3) -> uint8 (size, size, 3), the
+    spec's frame applied."""
+    return apply_frame(_resize(rgb, spec), spec)
+
+
+def _resize(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
     size = spec.size

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..data.preprocess import PreprocessSpec, _INTERPOLATIONS
+from ..data.preprocess import apply_frame, PreprocessSpec, _INTERPOLATIONS
 
 
 @dataclass(frozen=True)
@@ -67,4 +67,5 @@ def augment(rgb: np.ndarray, spec: PreprocessSpec, rng: np.random.Generator,
     if rng.random() < 0.5:
         out = out[::-1]
     out = np.rot90(out, int(rng.integers(4)))
-    return colour_jitter(np.ascontiguousarray(out), rng, cfg)
+    # the spec's normalised frame last: a training image shows exactly the frame inference adds
+    return apply_frame(colour_jitter(np.ascontiguousarray(out), rng, cfg), spec)

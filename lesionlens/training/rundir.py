@@ -26,6 +26,7 @@ from .architectures import get_spec
 # 1: model.json without a format_version (sessions before the RunDir contract); same schema.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+REVISION_METHODS = ("augment", "frame", "pclarc", "rrclarc")  # lesionlens revise --method
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -47,6 +48,9 @@ class RunMetadata:
     metrics: dict = field(default_factory=dict)
     best_epoch: Optional[int] = None
     distributed: dict = field(default_factory=dict)
+    # `lesionlens revise`: {"method", "parent": {"run", "weights_sha256"}, "artifact", "layer", ...};
+    # empty for a model as trained
+    revision: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)  # keys written by later versions, kept on rewrite
 
@@ -81,6 +85,13 @@ class RunMetadata:
             raise bad(f"decision_threshold must be a number in [0, 1], got {t!r}")
         if not isinstance(self.weights_sha256, str) or not _SHA256.match(self.weights_sha256):
             raise bad("'weights_sha256' is missing or not a sha256 hex digest")
+        if not isinstance(self.revision, dict):
+            raise bad("'revision' must be an object")
+        if self.revision:
+            if self.revision.get("method") not in REVISION_METHODS:
+                raise bad(f"revision method {self.revision.get('method')!r} is not one of {REVISION_METHODS}")
+            if self.revision["method"] == "pclarc" and not isinstance(self.revision.get("layer"), str):
+                raise bad("a P-ClArC revision needs the 'layer' its projection follows")
         if self.format_version not in READABLE_VERSIONS:
             raise bad(f"format version {self.format_version} is not one this lesionlens reads "
                       f"({READABLE_VERSIONS}); use the lesionlens version that wrote it")
@@ -254,11 +265,12 @@ def load_run(run: "Path | str | RunDir", device: str = "cpu"):
     the one recorded at training time, and weights that do not fit the recorded architecture."""
     from .checkpoint import load_weights
     from .models import create_model
+    from .revision import apply_revision
 
     run = RunDir(run)
     meta = run.read_metadata()
     run.verify_weights(meta)
-    model = create_model(meta.arch, len(meta.classes))
+    model = apply_revision(create_model(meta.arch, len(meta.classes)), meta.revision)
     load_weights(model, run.weights, meta.arch)
     return model.to(device).eval(), meta
 

@@ -1,0 +1,175 @@
+"""`lesionlens revise RUN --data DATA --out RUN2 --method METHOD --artifact ring|COLUMN=VALUE`:
+remove a shortcut the audit found, as a product feature with a deployable result.
+
+Methods (measured against each other in benchmarks/RESULTS.md):
+- `augment`: counterfactual augmentation. Fine-tune on the parent's training split with the
+  artifact pasted onto images that lack it and removed from those that carry it, each with
+  probability 1/2, so it no longer tells the classes apart;
+- `frame`: frame normalisation. Every image gets the same dark frame (PreprocessSpec.frame) at
+  training and at inference, recorded in the spec so the ONNX runtime applies it too; fine-tune;
+- `pclarc`: P-ClArC. The artifact's concept activation vector at a layer, projected out by a
+  fixed module after that layer; no training;
+- `rrclarc`: RR-ClArC. Fine-tune with a penalty on the output's gradient along that vector.
+
+RUN2 is an ordinary run directory (it exports, explains, serves); model.json's `revision` names
+the parent (path and weights sha256), the method, the artifact and the layer; revision.json holds
+the fine-tuning history and the vector's statistics. The threshold is chosen again on the
+parent's validation split at the parent's target sensitivity.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import UsageError, display_path
+
+METHODS = ("augment", "frame", "pclarc", "rrclarc")
+FINETUNE_EPOCHS = 6
+FINETUNE_LR_FACTOR = 0.3  # of the parent's learning rate: adjust, do not retrain
+DEFAULT_FRAME = 0.42  # frame normalisation's field radius (of the side): inside every generator style's field
+RR_STRENGTH = 10.0
+
+
+def _artifact_class(carries: np.ndarray, labels: np.ndarray, classes: list[str]) -> int:
+    """The class the artifact favours: the highest share of carriers."""
+    shares = [carries[labels == k].mean() if (labels == k).any() else 0.0 for k in range(len(classes))]
+    return int(np.argmax(shares))
+
+
+def _preprocessed(samples, spec):
+    import torch
+
+    from ..data.preprocess import decode_for, preprocess
+
+    return torch.from_numpy(np.stack([preprocess(decode_for(s.path, spec), spec) for s in samples]))
+
+
+def _validation(model, samples, spec, positive: Optional[int], target: float) -> dict:
+    import torch
+
+    from ..training.metrics import roc_auc, threshold_for_sensitivity
+
+    x = _preprocessed(samples, spec)
+    labels = np.array([s.label for s in samples])
+    model.eval()
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(model(x[i:i + 64]), 1) for i in range(0, len(x), 64)]).numpy()
+    out = {"val_accuracy": float((probs.argmax(1) == labels).mean()), "threshold": None}
+    if positive is not None:
+        out["val_roc_auc"] = roc_auc(labels, probs)
+        out["threshold"] = float(threshold_for_sensitivity(labels == positive, probs[:, positive], target))
+    return out
+
+
+def run_revise(run: Path, data: Path, out: Path, method: str, artifact: str = "ring", layer: Optional[str] = None,
+               epochs: int = FINETUNE_EPOCHS, lr_factor: float = FINETUNE_LR_FACTOR, frame: float = DEFAULT_FRAME,
+               seed: int = 0, progress: Optional[Callable[[str], None]] = None) -> Path:
+    import torch
+
+    from .._io import sha256_file, write_json
+    from ..training.architectures import get_spec
+    from ..training.rundir import RunDir, load_run, save_run
+    from .artifacts import find_artifact
+    from .finetune import RevisionDataset, finetune
+    from .methods import RightReasonLoss, concept_vector, pooled_activations
+
+    say = progress or (lambda what: None)
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {METHODS}, got {method!r}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{display_path(out)} exists and is not empty; choose another --out")
+    parent = RunDir(run)
+    started = time.perf_counter()
+    model, meta = load_run(parent)
+    if meta.revision:
+        raise UsageError(f"{display_path(parent.path)} is itself revised ({meta.revision['method']}); revise its "
+                         "parent instead, with the artifacts the audit of the parent found")
+    arch = get_spec(meta.arch)
+    layer = layer or arch.gradcam_layer
+    try:
+        model.get_submodule(layer)
+    except AttributeError:
+        raise UsageError(f"--layer {layer!r} is not a module of {meta.arch}") from None
+    train = parent.read_splits(meta.classes, ["train"])
+    val = parent.read_splits(meta.classes, ["val"])
+    labels = np.array([s.label for s in train])
+    found = find_artifact(Path(data), train, artifact)
+    if found.carries.all() or not found.carries.any():
+        raise UsageError(f"--artifact {artifact}: {int(found.carries.sum())} of {len(train)} training images carry "
+                         "it; revising needs some with and some without")
+    target_class = _artifact_class(found.carries, labels, meta.classes)
+    config = meta.config if isinstance(meta.config, dict) else {}
+    base_lr = float(config.get("lr") or arch.recipe.lr)
+    batch = int(config.get("batch_size") or arch.recipe.batch_size)
+    spec = meta.preprocessing
+    record: dict = {"method": method, "artifact": artifact, "artifact_class": meta.classes[target_class],
+                    "parent": {"run": str(parent.path), "weights_sha256": meta.weights_sha256}}
+    details: dict = {"artifact": found.summary()}
+    torch.manual_seed(seed)
+    say(f"{found.summary()['carrying']} of {len(train)} training images carry {artifact} ({found.source})")
+
+    if method in ("augment", "frame"):
+        if method == "augment" and not any(m is not None for m in found.masks) and not found.detect:
+            raise UsageError(f"--method augment pastes and removes the artifact, and {artifact} has no masks in "
+                             "the data (artifact_mask column); use --method pclarc or rrclarc")
+        if method == "frame":
+            if artifact != "ring":
+                raise UsageError("--method frame normalises the dermatoscope frame: it needs --artifact ring")
+            spec = replace(spec, frame=frame)
+            record["frame"] = frame
+        dataset = RevisionDataset(train, spec, found, edit=method == "augment", seed=seed)
+        details["history"] = finetune(model, dataset, epochs=epochs, lr=base_lr * lr_factor, batch_size=batch,
+                                      progress=say)
+        record.update(epochs=epochs, lr=base_lr * lr_factor)
+    else:
+        say(f"activations at {layer}")
+        activations = pooled_activations(model, layer, _preprocessed(train, spec))
+        cav = concept_vector(activations, found.carries, seed)
+        details["concept_vector"] = {"cv_accuracy": cav["cv_accuracy"], "offset": cav["offset"],
+                                     "channels": int(len(cav["vector"]))}
+        record["layer"] = layer
+        if method == "pclarc":
+            from ..training.revision import attach_projection
+
+            attach_projection(model, layer, cav["vector"], cav["offset"])
+        else:
+            penalty = RightReasonLoss(layer, cav["vector"], target_class, RR_STRENGTH)
+            dataset = RevisionDataset(train, spec, found, edit=False, seed=seed)
+            details["history"] = finetune(model, dataset, epochs=epochs, lr=base_lr * lr_factor, batch_size=batch,
+                                          penalty=penalty, progress=say)
+            record.update(epochs=epochs, lr=base_lr * lr_factor, strength=RR_STRENGTH)
+
+    say("threshold on the validation split")
+    target = meta.target_sensitivity if meta.target_sensitivity is not None else float(config.get("target_sensitivity", 0.9))
+    validation = _validation(model, val, spec, meta.positive_index, target)
+    details["validation"] = validation
+    details["seconds"] = round(time.perf_counter() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # built beside OUT and renamed into place: a killed revise leaves no half run behind
+    stage = Path(tempfile.mkdtemp(prefix=".revise-", dir=out.parent))
+    try:
+        save_run(stage, model, meta.arch, meta.classes, spec,
+                 validation["threshold"] if validation["threshold"] is not None else meta.decision_threshold,
+                 meta.positive_class, target_sensitivity=meta.target_sensitivity, config=meta.config, data=meta.data,
+                 metrics={"val": validation}, revision=record)
+        for name in (RunDir.SPLITS, RunDir.DATA_SUMMARY):
+            if (parent.path / name).is_file():
+                shutil.copy2(parent.path / name, stage / name)
+        write_json(stage / "revision.json", {**record, **details,
+                                             "weights_sha256": sha256_file(stage / RunDir.WEIGHTS)})
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,83 @@
+"""`lesionlens revise`: every method writes an ordinary run (it loads, records its parent,
+exports to ONNX and passes the export's validation, explains); P-ClArC's projection removes the
+artifact's direction; the refusals name the reason. The shortcut-removal measurement on a
+trained ring model is the slow test in test_audit.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from lesionlens.revise import METHODS, run_revise
+from lesionlens.training.rundir import RunDir, load_run
+
+
+@pytest.fixture(scope="module")
+def revised(trained_run, synth_small, tmp_path_factory):
+    root = tmp_path_factory.mktemp("revised")
+    return {method: run_revise(trained_run, synth_small, root / method, method, epochs=1) for method in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_writes_a_run_that_loads_exports_and_explains(method, revised, trained_run, synth_small, tmp_path):
+    from lesionlens.export import export_run
+    from lesionlens.explain.files import explain_file
+
+    run = revised[method]
+    model, meta = load_run(run)
+    parent = RunDir(trained_run).read_metadata()
+    assert meta.revision["method"] == method and meta.revision["artifact"] == "ring"
+    assert meta.revision["parent"]["weights_sha256"] == parent.weights_sha256
+    assert meta.weights_sha256 != parent.weights_sha256  # changed weights (or buffers)
+    assert (run / "splits.csv").read_text() == (trained_run / "splits.csv").read_text()
+    details = json.loads((run / "revision.json").read_text())
+    assert details["artifact"]["carrying"] > 0 and details["validation"]["threshold"] is not None
+    assert (meta.preprocessing.frame > 0) == (method == "frame")
+    if method in ("pclarc", "rrclarc"):
+        assert meta.revision["layer"] == "bn2" and details["concept_vector"]["channels"] > 0
+    report = export_run(run, tmp_path / "onnx")
+    assert report["passed"], report
+    image = next((synth_small / "melanoma").glob("*.png"))
+    figure, about = explain_file(run, image, out=tmp_path / "explain.png")
+    assert figure.is_file() and about["prediction"]["label"] in meta.classes
+
+
+def test_pclarc_projection_removes_the_artifact_direction(revised, synth_small):
+    from lesionlens.data.preprocess import decode_for, preprocess
+    from lesionlens.training.revision import PROJECTION
+
+    model, meta = load_run(revised["pclarc"])
+    projection = model.get_submodule(PROJECTION)
+    v, offset = projection.vector, float(projection.offset)
+    assert abs(float(v.norm()) - 1) < 1e-4
+    seen = {}
+
+    def keep(module, inputs, output) -> None:  # registered after the projection's hook: sees its output
+        seen["a"] = output
+
+    model.get_submodule("bn2").register_forward_hook(keep)
+    images = sorted((synth_small / "melanoma").glob("*.png"))[:4]
+    x = torch.from_numpy(np.stack([preprocess(decode_for(p, meta.preprocessing), meta.preprocessing) for p in images]))
+    with torch.no_grad():
+        model(x)
+    along = (seen["a"] * v.view(1, -1, 1, 1)).sum(1)
+    assert torch.allclose(along, torch.full_like(along, offset), atol=1e-3)  # every position at the clean mean
+
+
+def test_refusals_name_the_reason(trained_run, synth_small, revised, tmp_path):
+    bad = run_cli("revise", str(trained_run), "--data", str(synth_small), "--out", str(tmp_path / "x"),
+                  "--artifact", "nosuchcolumn=1", "--quiet")
+    assert bad.returncode == 2 and "nosuchcolumn" in bad.stderr and "Traceback" not in bad.stderr
+    twice = run_cli("revise", str(revised["augment"]), "--data", str(synth_small), "--out", str(tmp_path / "y"),
+                    "--quiet")
+    assert twice.returncode == 2 and "itself revised" in twice.stderr
+    layer = run_cli("revise", str(trained_run), "--data", str(synth_small), "--out", str(tmp_path / "z"),
+                    "--method", "pclarc", "--layer", "nope", "--quiet")
+    assert layer.returncode == 2 and "nope" in layer.stderr
+    exists = run_cli("revise", str(trained_run), "--data", str(synth_small), "--out", str(revised["frame"]), "--quiet")
+    assert exists.returncode == 2 and "not empty" in exists.stderr
+    assert not any(p.name.startswith(".revise-") for p in tmp_path.iterdir())
