@@ -193,7 +193,8 @@ def _cmd_demo(args) -> int:
     from .demo.app import launch
 
     launch(Path(args.model), Path(args.run), sidecar=args.sidecar, token=args.token, share=args.share,
-           auth=args.auth, host=args.host, port=args.port, device=args.device, public=args.public)
+           auth=args.auth, host=args.host, port=args.port, device=args.device, public=args.public,
+           revised=Path(args.revised) if args.revised else None)
     return EXIT_OK
 
 
@@ -392,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=PORT.parse, default=7860)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--revised", help="a revision of --run (lesionlens revise): a tab explains both side by side")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("atlas", help="build the CRP concept atlas (relevance maximization) for a run")

@@ -140,8 +140,25 @@ def test_spray_separates_two_heatmap_patterns():
     assert len(set(labels[truth])) == 1 and len(set(labels[~truth])) == 1 and labels[truth][0] != labels[~truth][0]
 
 
+def _train_biased(root, name, artifact, rate=0.6):
+    """A ResNet50 trained briefly (64 px, 6 epochs) on 600 images with `artifact` on `rate` of
+    the melanomas and none elsewhere."""
+    from lesionlens.training import TrainConfig, train
+
+    generate(root / name, n=600, size=64, seed=70, artifact=artifact, artifact_rate=rate, progress=False)
+    return train(TrainConfig(data=str(root / name / "metadata.csv"), arch="resnet50", out=str(root / f"run-{name}"),
+                             epochs=6, image_size=64, batch_size=32, lr=1e-3, progress=False))
+
+
+@pytest.fixture(scope="module")
+def ring_models(tmp_path_factory):
+    """Trained once for the slow tests of this module: a ring-biased and a clean ResNet50."""
+    root = tmp_path_factory.mktemp("ring-models")
+    return root, {name: _train_biased(root, name, artifact) for name, artifact in (("ring", "ring"), ("clean", "none"))}
+
+
 @pytest.mark.slow
-def test_model_audit_finds_the_ring_shortcut_and_not_on_a_clean_model(tmp_path):
+def test_model_audit_finds_the_ring_shortcut_and_not_on_a_clean_model(ring_models, tmp_path):
     """A ResNet50 trained briefly on data with the ring on 60% of melanomas (none elsewhere) and
     one trained on the same kind of data without rings, both audited on ring-biased data: the
     biased model's melanoma probability rises when the ring is pasted on benign images, SpRAy
@@ -149,14 +166,8 @@ def test_model_audit_finds_the_ring_shortcut_and_not_on_a_clean_model(tmp_path):
     ring than the clean model does. The real-data path (no masks: the detected dark field) is
     run on the same images with the masks withheld."""
     from lesionlens.audit.model_audit import audit_model
-    from lesionlens.training import TrainConfig, train
 
-    runs = {}
-    for name, artifact in (("ring", "ring"), ("clean", "none")):
-        generate(tmp_path / name, n=600, size=64, seed=70, artifact=artifact, artifact_rate=0.6, progress=False)
-        runs[name] = train(TrainConfig(data=str(tmp_path / name / "metadata.csv"), arch="resnet50",
-                                       out=str(tmp_path / f"run-{name}"), epochs=6, image_size=64, batch_size=32,
-                                       lr=1e-3, progress=False))
+    _, runs = ring_models
     generate(tmp_path / "probe", n=300, size=64, seed=71, artifact="ring", artifact_rate=0.6, progress=False)
     audits = {name: audit_model(run, tmp_path / "probe", n=300) for name, run in runs.items()}
     by_kind = {name: {f["kind"]: f for f in a.findings} for name, a in audits.items()}
@@ -178,3 +189,40 @@ def test_model_audit_finds_the_ring_shortcut_and_not_on_a_clean_model(tmp_path):
     kinds = {f["kind"]: f for f in detected.findings}
     assert kinds["counterfactual_paste"]["evidence"]["probability_change"]["low"] > 0.05
     assert kinds["artifact_relevance"]["evidence"]["per_class"]["melanoma"]["relevance_share"]["mean"] > share["clean"]
+
+
+@pytest.mark.slow
+def test_revise_removes_the_frame_shortcut_and_a_ruler_found_through_its_column(ring_models, tmp_path):
+    """Issue 18's loop on small models: the ring model revised with the default method (augment)
+    no longer reacts to the ring pasted on benign images, nor to any frame style painted on
+    held-out photos (4:3, ring-free), and `audit --compare` puts both side by side. A second
+    artifact shows it is not ring-only: a ruler on 60% of the melanomas, found by the dataset
+    audit through the metadata column `artifact`, removed by `revise --artifact artifact=ruler`."""
+    from lesionlens.audit import run_audit
+    from lesionlens.revise import run_revise
+
+    root, runs = ring_models
+    heldout = tmp_path / "heldout"
+    generate(heldout, n=200, size=64, seed=72, aspect="4:3", progress=False)
+    revised = run_revise(runs["ring"], root / "ring", tmp_path / "ring-revised", "augment")
+    report = run_audit(root / "ring", tmp_path / "audit", run=revised, compare=runs["ring"], heldout=heldout,
+                       n=300, quiet=True)
+    rows = {(r["kind"], r["subject"]): r for r in report["comparison"]["rows"]}
+    paste = next(r for k, r in rows.items() if k[0] == "counterfactual_paste")
+    styles = [r for k, r in rows.items() if k[0] == "frame_paste_style"]
+    print(f"ring: paste shift {paste['before']:.3f} -> {paste['after']:.3f}; newly flagged by style "
+          f"{[(round(r['before'], 2), round(r['after'], 2)) for r in styles]}")
+    assert paste["flagged_before"] and paste["after"] < paste["before"] / 2 and not paste["flagged_after"]
+    assert len(styles) == 5 and max(r["after"] for r in styles) <= 0.1
+    assert sum(r["after"] for r in styles) < sum(r["before"] for r in styles)
+    assert "## Before and after" in (tmp_path / "audit" / "audit.md").read_text()
+
+    ruler = _train_biased(root, "ruler", "ruler")
+    data_audit = run_audit(root / "ruler", tmp_path / "ruler-audit", quiet=True)
+    column = next(f for f in data_audit["findings"] if f["kind"] == "metadata_association" and "artifact" in f["subject"])
+    assert column["flagged"]
+    fixed = run_revise(ruler, root / "ruler", tmp_path / "ruler-revised", "augment", artifact="artifact=ruler")
+    compared = run_audit(root / "ruler", tmp_path / "ruler-compare", run=fixed, compare=ruler, n=300, quiet=True)
+    shift = next(r for r in compared["comparison"]["rows"] if r["kind"] == "counterfactual_paste")
+    print(f"ruler: paste shift {shift['before']:.3f} -> {shift['after']:.3f}")
+    assert shift["flagged_before"] and shift["after"] < shift["before"] / 2 and not shift["flagged_after"]

@@ -81,3 +81,20 @@ def test_refusals_name_the_reason(trained_run, synth_small, revised, tmp_path):
     exists = run_cli("revise", str(trained_run), "--data", str(synth_small), "--out", str(revised["frame"]), "--quiet")
     assert exists.returncode == 2 and "not empty" in exists.stderr
     assert not any(p.name.startswith(".revise-") for p in tmp_path.iterdir())
+
+
+def test_demo_shows_the_original_beside_the_revised_model(revised, trained_run, synth_small, tmp_path):
+    from lesionlens.demo.app import DemoParts, compare_image
+    from lesionlens.demo.backends import RevisedComparison
+    from lesionlens.errors import UsageError
+
+    comparison = RevisedComparison(trained_run, revised["augment"])
+    parts = DemoParts(classifier=None, explanations=None, run=trained_run, examples_dir=None, revised=comparison)
+    image = next((synth_small / "melanoma").glob("*.png"))
+    figure, note = compare_image(parts, str(image))
+    single, _ = comparison.compare(image.read_bytes())
+    assert figure.ndim == 3 and figure.shape[1] > 1.8 * figure.shape[0] * 0.5  # two panels side by side
+    assert "**original**" in note and "**revised (augment)**" in note and note.count("P(melanoma)") == 2
+    assert figure.shape == single.shape  # the tab shows what the comparison draws
+    with pytest.raises(UsageError, match="not a revision"):
+        RevisedComparison(revised["frame"], revised["augment"])

@@ -41,17 +41,25 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
         timings.update(model.timings)
         artifact_source = model.artifact_source
         if compare is not None:  # the parent, on the same images with the same seed
-            from .compare import compare_findings
+            from .compare import compare_findings, earlier_findings
 
-            say(f"the same checks on {compare}")
-            parent = audit_model(Path(compare), Path(data), n=n, seed=seed, image_root=image_root, heldout=heldout,
-                                 progress=say)
-            comparison = compare_findings(parent.findings, model.findings, str(compare), str(run))
+            key = {"data": str(data), "heldout": str(heldout) if heldout else None, "n": n, "seed": seed}
+            before = earlier_findings(Path(compare), key)
+            if before is None:
+                say(f"the same checks on {compare}")
+                before = audit_model(Path(compare), Path(data), n=n, seed=seed, image_root=image_root,
+                                     heldout=heldout, progress=say).findings
+            else:
+                say(f"the checks on {compare}: from its own audit with the same data, images and seed")
+            comparison = compare_findings(before, model.findings, str(compare), str(run))
     timings["total"] = time.perf_counter() - started
+    weights = None
+    if run is not None:
+        weights = meta.weights_sha256
     summary = {"data": str(data), "run": str(run) if run else None, "heldout": str(heldout) if heldout else None,
                "classes": dataset.classes, "images": len(dataset.records), "readable": len(dataset.readable),
                "ring_images": sum(r["is_ring"] for r in rings), "artifact_regions": artifact_source,
-               "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
+               "n": n, "weights_sha256": weights, "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
                "images_per_second": len(dataset.records) / max(1e-9, dataset.timings["decode + detector + hash"]),
                "timings": {k: round(v, 2) for k, v in timings.items()},
                "per_image": [{"path": str(r.path), "label": dataset.classes[r.label], "split": r.split,

@@ -3,6 +3,9 @@ the same images with the same seed, one row per check that measures the shortcut
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 COMPARED = ("counterfactual_paste", "counterfactual_remove", "frame_paste_style", "threshold_sensitivity")
 
 
@@ -28,3 +31,24 @@ def compare_findings(before: list[dict], after: list[dict], before_run: str, aft
         rows.append({"kind": key[0], "subject": key[1], "measure": measure, "before": b, "after": a,
                      "flagged_before": fb, "flagged_after": fa})
     return {"before": before_run, "after": after_run, "rows": rows}
+
+
+def earlier_findings(parent: Path, key: dict) -> Optional[list[dict]]:
+    """The parent's findings from its own audit (PARENT/audit/audit.json) when that audit used
+    the same data, held-out set, image count and seed, and the parent's current weights: running
+    the same checks again would give the same numbers. None otherwise."""
+    from .._io import read_json
+    from ..errors import LesionlensError
+    from ..training.rundir import RunDir
+
+    path = Path(parent) / "audit" / "audit.json"
+    try:
+        report = read_json(path)
+        weights = RunDir(parent).read_metadata().weights_sha256
+    except (LesionlensError, OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("weights_sha256") != weights:
+        return None
+    if any(report.get(k) != v for k, v in key.items()):
+        return None
+    return report.get("findings") if isinstance(report.get("findings"), list) else None

@@ -38,6 +38,7 @@ class DemoParts:
     explanations: object  # backends.InProcessExplanations | SidecarExplanations
     run: Path
     examples_dir: Optional[Path]
+    revised: object = None  # backends.RevisedComparison, with --revised
 
 
 def user_error(message: str):
@@ -152,6 +153,20 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
     return _png_to_rgb(result["overlay_png_base64"]), gallery, note
 
 
+def compare_image(parts: DemoParts, path: Optional[str]):
+    """(original | revised figure, markdown): `demo --revised`'s side-by-side view."""
+    from ..data.decode import ImageDecodeError
+
+    data = _read_upload(path)
+    try:
+        figure, lines = parts.revised.compare(data)
+    except ImageDecodeError as exc:
+        raise user_error(f"This file cannot be explained: {exc.reason}") from None
+    note = ("The model before and after `lesionlens revise` removed the shortcut, LRP for the flag's class. "
+            "Red = evidence for that class, blue = evidence against.\n\n" + "\n\n".join(f"- {line}" for line in lines))
+    return figure, note
+
+
 def _examples(run: Path, out: Path, count: int = EXAMPLES) -> list[str]:
     """A few of the run's own validation images, copied under neutral names into `out` (the
     page never shows a server path, and never a file the user did not choose)."""
@@ -234,13 +249,27 @@ def build_demo(parts: DemoParts):
                                   concurrency_id="explain")
             explain_button.click(explain, [image, method, concepts], [heatmap, gallery, note], api_name="explain", preprocess=False,
                                  concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain")
+        if parts.revised is not None:
+            with gr.Tab("Original and revised"):
+                gr.Markdown("The same upload, explained by the original model and by its revision (the shortcut "
+                            "the audit found removed): does the evidence move off the frame?")
+                compare_image_input = gr.Image(type="filepath", label="Dermoscopy image", sources=["upload"],
+                                               elem_id="compare-upload")
+                if examples:
+                    gr.Examples(examples, inputs=compare_image_input, label="Examples")
+                compare_button = gr.Button("Compare", variant="primary", elem_id="compare")
+                compare_figure = gr.Image(show_label=False, type="numpy", interactive=False, elem_id="compare-figure")
+                compare_note = gr.Markdown()
+                compare_button.click(lambda path: compare_image(parts, path), [compare_image_input],
+                                     [compare_figure, compare_note], api_name="compare", preprocess=False,
+                                     concurrency_limit=EXPLAIN_CONCURRENCY, concurrency_id="explain")
         with gr.Tab("Model card"):
             gr.Markdown(model_card_markdown(parts.run))
     return demo
 
 
 def make_parts(model: Path, run: Path, sidecar: Optional[str] = None, token: Optional[str] = None,
-               device: str = "auto") -> DemoParts:
+               device: str = "auto", revised: Optional[Path] = None) -> DemoParts:
     from ..sidecar.validation import validate_run_for
     from ..runtime.classifier import Classifier
     from .backends import InProcessExplanations, SidecarExplanations
@@ -248,7 +277,13 @@ def make_parts(model: Path, run: Path, sidecar: Optional[str] = None, token: Opt
     validate_run_for(model, run)  # the run must be the ONNX model's (same weights hash)
     classifier = Classifier(model)
     explanations = SidecarExplanations(sidecar, token) if sidecar else InProcessExplanations(model, run, device)
-    return DemoParts(classifier, explanations, Path(run), Path(tempfile.mkdtemp(prefix="lesionlens-demo-")))
+    comparison = None
+    if revised is not None:
+        from .backends import RevisedComparison
+
+        comparison = RevisedComparison(Path(run), Path(revised))
+    return DemoParts(classifier, explanations, Path(run), Path(tempfile.mkdtemp(prefix="lesionlens-demo-")),
+                     comparison)
 
 
 def parse_auth(auth: Optional[str]) -> Optional[tuple[str, str]]:
@@ -277,10 +312,10 @@ def check_exposure(host: str, share: bool, auth: Optional[str], public: bool) ->
 
 def launch(model: Path, run: Path, *, sidecar: Optional[str] = None, token: Optional[str] = None,
            share: bool = False, auth: Optional[str] = None, host: str = "127.0.0.1", port: int = 7860,
-           device: str = "auto", block: bool = True, public: bool = False):
+           device: str = "auto", block: bool = True, public: bool = False, revised: Optional[Path] = None):
     check_exposure(host, share, auth, public)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    parts = make_parts(model, run, sidecar, token, device)
+    parts = make_parts(model, run, sidecar, token, device, revised)
     demo = build_demo(parts)
     demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, auth=parse_auth(auth), max_file_size=MAX_FILE_SIZE,
