@@ -36,7 +36,12 @@ def test_runtime_matches_pytorch_on_real_images(exported, trained_run, synth_sma
         got = np.array([[p.probabilities[c] for c in meta.classes] for p in predictions])
         assert np.abs(got - reference).max() <= 1e-4, variant
         threshold = meta.decision_threshold
-        assert [p.flagged for p in predictions] == list(reference[:, 1] >= threshold)
+        # the runtime flags by its own probabilities; where PyTorch's are clear of the threshold
+        # (by more than the 1e-4 the two may differ), the decisions agree too (this briefly
+        # trained model's probabilities lie within 1e-3 of each other, so some are not clear)
+        assert [p.flagged for p in predictions] == list(got[:, 1] >= threshold)
+        clear = np.abs(reference[:, 1] - threshold) > 1e-4
+        assert [p.flagged for p, c in zip(predictions, clear) if c] == list(reference[clear, 1] >= threshold)
 
 
 def test_provider_choice_and_fallback_warning(exported):

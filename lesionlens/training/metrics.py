@@ -26,13 +26,21 @@ def roc_auc(y_true: np.ndarray, probs: np.ndarray) -> Optional[float]:
 
 def threshold_for_sensitivity(is_positive: np.ndarray, positive_prob: np.ndarray, target: float) -> float:
     """The largest threshold whose sensitivity reaches `target` (so specificity is as high as
-    it can be at that sensitivity). A case is positive when its probability >= threshold."""
+    it can be at that sensitivity). A case is positive when its probability >= threshold.
+
+    The threshold lies midway between the score that reaches the target and the next lower
+    score, not on the score itself: the same model run elsewhere (ONNX, another batch size, a
+    GPU) computes that case's probability a few ulps lower, and a threshold on the score would
+    then drop it and change the recorded sensitivity. Both sensitivity and specificity are the
+    same anywhere in that gap."""
     if not is_positive.any():
         return 0.5
     fpr, tpr, thresholds = roc_curve(is_positive, positive_prob)
     reach = np.nonzero(tpr >= target)[0]
-    threshold = thresholds[reach[0]] if len(reach) else thresholds[-1]
-    return float(min(1.0, threshold))
+    k = int(reach[0]) if len(reach) else len(thresholds) - 1
+    upper = float(min(1.0, thresholds[k]))
+    lower = float(thresholds[k + 1]) if k + 1 < len(thresholds) else 0.0
+    return (upper + lower) / 2
 
 
 def classification_metrics(

@@ -1,0 +1,74 @@
+"""The four `lesionlens revise` methods on one of the main job's models, measured the way issue 18
+asks: frame styles painted on benign held-out photos (newly flagged, CI), the ring pasted on
+training-set images of other classes, the melanoma relevance on the ring against the ring's share
+of the image, and held-out ROC-AUC and sensitivity at the run's threshold.
+
+    .venv/bin/python benchmarks/revise_methods.py [--out out] [--arch resnet50] [--methods augment,frame,pclarc,rrclarc]
+
+Needs a finished main job in --out (its run, its audit, synth-train, synth-heldout). Writes each
+revised run to OUT/ARCH/revise-METHOD/ and prints one table row per method (the parent first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _row(name: str, audit: dict, before: bool, metrics: dict, seconds: float) -> str:
+    rows = audit["comparison"]["rows"]
+    pick = "before" if before else "after"
+    styles = {r["subject"].split()[0]: r[pick] for r in rows if r["kind"] == "frame_paste_style"}
+    style_ci = {}
+    if not before:
+        for f in audit["findings"]:
+            if f["kind"] == "frame_paste_style":
+                ci = f["evidence"]["newly_flagged"]
+                style_ci[f["evidence"]["style"]] = f"{100 * ci['mean']:.0f}% [{100 * ci['low']:.0f}, {100 * ci['high']:.0f}]"
+    paste = next(r[pick] for r in rows if r["kind"] == "counterfactual_paste")
+    relevance = next((r for r in rows if r["kind"] == "artifact_relevance" and r["subject"].startswith("melanoma")), None)
+    auc = metrics.get("positive_roc_auc", metrics.get("roc_auc"))
+    sens = metrics.get("sensitivity")
+    worst = max(styles, key=styles.get)
+    text = (f"| {name} | {100 * max(styles.values()):.0f}% ({worst}) | "
+            + " / ".join(f"{100 * v:.0f}" for v in styles.values()) + "% | "
+            + f"{paste:+.3f} | {100 * relevance[pick]:.0f}% | {auc:.3f} | {sens if sens is None else f'{sens:.2f}'} | {seconds:.0f} s |")
+    return text + (f"\n|   CIs (newly flagged) | {'; '.join(f'{k} {v}' for k, v in style_ci.items())} |" if style_ci else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="out")
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--methods", default="augment,frame,pclarc,rrclarc")
+    args = parser.parse_args()
+    from lesionlens.audit import run_audit
+    from lesionlens.revise import run_revise
+    from lesionlens.training.evaluate import evaluate
+
+    out, arch = Path(args.out), args.arch
+    parent = out / arch / "run"
+    lines = ["| model | worst style, newly flagged | circle / corners / bands / grey / soft | ring paste: mean change of P(melanoma) | melanoma relevance on the ring | held-out ROC-AUC | held-out sensitivity | revise time |",
+             "|---|---|---|---|---|---|---|---|"]
+    first = True
+    for method in args.methods.split(","):
+        target = out / arch / f"revise-{method}"
+        started = time.perf_counter()
+        if not (target / "model.json").is_file():
+            run_revise(parent, out / "synth-train", target, method, progress=lambda what: print(f"  {method}: {what}"))
+        seconds = time.perf_counter() - started
+        audit = run_audit(out / "synth-train", target / "audit", run=target, heldout=out / "synth-heldout",
+                          compare=parent, n=300, quiet=True)
+        metrics = evaluate(target, out / "synth-heldout", progress=False)
+        if first:
+            parent_metrics = json.loads((out / arch / "heldout-metrics.json").read_text())
+            lines.append(_row(f"{arch} (parent)", audit, True, parent_metrics, 0))
+            first = False
+        lines.append(_row(f"{method}", audit, False, metrics, seconds))
+        print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()
