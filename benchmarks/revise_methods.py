@@ -6,15 +6,24 @@ of the image, and held-out ROC-AUC and sensitivity at the run's threshold.
     .venv/bin/python benchmarks/revise_methods.py [--out out] [--arch resnet50] [--methods augment,frame,pclarc,rrclarc]
 
 Needs a finished main job in --out (its run, its audit, synth-train, synth-heldout). Writes each
-revised run to OUT/ARCH/revise-METHOD/ and prints one table row per method (the parent first).
+revised run to OUT/ARCH/revise-METHOD/ (the main job's own revision, OUT/ARCH/revised/, and its
+audit are reused for its method) and prints one table row per method (the parent first); the
+revise time is the one revision.json recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
+
+
+def _area(row: dict) -> str:
+    """The ring's share of the image, from the comparison row's subject ("... covers 23% ...")."""
+    found = re.search(r"covers (\d+%)", row["subject"])
+    return found.group(1) if found else "?"
 
 
 def _row(name: str, audit: dict, before: bool, metrics: dict, seconds: float) -> str:
@@ -34,7 +43,7 @@ def _row(name: str, audit: dict, before: bool, metrics: dict, seconds: float) ->
     worst = max(styles, key=styles.get)
     text = (f"| {name} | {100 * max(styles.values()):.0f}% ({worst}) | "
             + " / ".join(f"{100 * v:.0f}" for v in styles.values()) + "% | "
-            + f"{paste:+.3f} | {100 * relevance[pick]:.0f}% | {auc:.3f} | {sens if sens is None else f'{sens:.2f}'} | {seconds:.0f} s |")
+            + f"{paste:+.3f} | {100 * relevance[pick]:.0f}% (of {_area(relevance)}) | {auc:.3f} | {sens if sens is None else f'{sens:.2f}'} | {seconds:.0f} s |")
     return text + (f"\n|   CIs (newly flagged) | {'; '.join(f'{k} {v}' for k, v in style_ci.items())} |" if style_ci else "")
 
 
@@ -55,12 +64,22 @@ def main() -> None:
     first = True
     for method in args.methods.split(","):
         target = out / arch / f"revise-{method}"
+        main_job = out / arch / "revised"  # the main job's revision, with its default method
+        if not (target / "model.json").is_file() and (main_job / "model.json").is_file() and \
+                json.loads((main_job / "model.json").read_text())["revision"]["method"] == method:
+            target = main_job
         started = time.perf_counter()
         if not (target / "model.json").is_file():
             run_revise(parent, out / "synth-train", target, method, progress=lambda what: print(f"  {method}: {what}"))
-        seconds = time.perf_counter() - started
-        audit = run_audit(out / "synth-train", target / "audit", run=target, heldout=out / "synth-heldout",
-                          compare=parent, n=300, quiet=True)
+            seconds = time.perf_counter() - started
+        else:
+            seconds = json.loads((target / "revision.json").read_text())["seconds"]
+        earlier = target / "audit" / "audit.json"
+        if earlier.is_file() and json.loads(earlier.read_text()).get("comparison"):
+            audit = json.loads(earlier.read_text())
+        else:
+            audit = run_audit(out / "synth-train", target / "audit", run=target, heldout=out / "synth-heldout",
+                              compare=parent, n=300, quiet=True)
         metrics = evaluate(target, out / "synth-heldout", progress=False)
         if first:
             parent_metrics = json.loads((out / arch / "heldout-metrics.json").read_text())
