@@ -41,9 +41,10 @@ def _row(name: str, audit: dict, before: bool, metrics: dict, seconds: float) ->
     auc = metrics.get("positive_roc_auc", metrics.get("roc_auc"))
     sens = metrics.get("sensitivity")
     worst = max(styles, key=styles.get)
+    on_ring = "n/a" if relevance is None else f"{100 * relevance[pick]:.0f}% (of {_area(relevance)})"
     text = (f"| {name} | {100 * max(styles.values()):.0f}% ({worst}) | "
             + " / ".join(f"{100 * v:.0f}" for v in styles.values()) + "% | "
-            + f"{paste:+.3f} | {100 * relevance[pick]:.0f}% (of {_area(relevance)}) | {auc:.3f} | {sens if sens is None else f'{sens:.2f}'} | {seconds:.0f} s |")
+            + f"{paste:+.3f} | {on_ring} | {auc:.3f} | {sens if sens is None else f'{sens:.2f}'} | {seconds:.0f} s |")
     return text + (f"\n|   CIs (newly flagged) | {'; '.join(f'{k} {v}' for k, v in style_ci.items())} |" if style_ci else "")
 
 

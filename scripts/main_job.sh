@@ -32,8 +32,9 @@ if [ "$QUICK" = 1 ]; then
 else
   # 96 px: the smallest size at which the explanations show the lesion's structure (at 64 px
   # ResNet50's last stage is 2x2; docs/explanation-choice.md) that still trains in minutes on 2
-  # cores. Sized to fit 20 minutes for three models: 800 training images (1000 gave held-out
-  # AUCs 0.967 / 0.964 / 0.995 but took 21 min 55 s; 800: 0.918 / 0.908 / 0.976 in 17 min 28 s),
+  # cores. Sized to fit 25 minutes for three models with revise: 800 training images (1000 gave
+  # held-out AUCs 0.967 / 0.964 / 0.995 but took 21 min 55 s before revise existed; 800 with
+  # revise and re-audit: 18 min 04 s, README),
   # explanations scored on 24 held-out images (200-image numbers: docs/explanation-choice.md)
   SIZE=96 N_TRAIN=800 N_HELDOUT=300 EVAL_N=24 SENS_N=3 AUDIT_N=300 REPORT_N=200
 fi

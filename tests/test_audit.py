@@ -214,8 +214,8 @@ def test_revise_removes_the_frame_shortcut_and_a_ruler_found_through_its_column(
           f"{[(round(r['before'], 2), round(r['after'], 2)) for r in styles]}")
     assert paste["flagged_before"] and paste["after"] < paste["before"] / 2 and not paste["flagged_after"]
     # this small model's benign probabilities sit near its threshold after the fine-tune, so any
-    # edit flips a few (measured: 2-11% newly flagged per style after, 86-87% before); the
-    # main job's models meet the 5% (benchmarks/RESULTS.md)
+    # edit flips a few (measured before the frame's edge moved with it: 2-11% newly flagged per
+    # style after, 86-87% before); the main job's numbers per style are in the README
     assert len(styles) == 5 and all(r["after"] <= min(0.15, r["before"] / 4) for r in styles)
     assert "## Before and after" in (tmp_path / "audit" / "audit.md").read_text()
 
