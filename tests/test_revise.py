@@ -98,3 +98,40 @@ def test_demo_shows_the_original_beside_the_revised_model(revised, trained_run, 
     assert figure.shape == single.shape  # the tab shows what the comparison draws
     with pytest.raises(UsageError, match="not a revision"):
         RevisedComparison(revised["frame"], revised["augment"])
+
+
+def test_threshold_is_chosen_on_validation_photos_with_the_artifact_removed(revised, synth_small, monkeypatch):
+    import lesionlens.revise as revise
+    from lesionlens.data.decode import decode_image
+    from lesionlens.revise.artifacts import find_artifact
+    from lesionlens.training.metrics import threshold_for_sensitivity
+
+    model, meta = load_run(revised["augment"])
+    val = RunDir(revised["augment"]).read_splits(meta.classes, ["val"])
+    artifact = find_artifact(synth_small, val, "ring")
+    carriers = np.nonzero(artifact.carries)[0]
+    assert len(carriers) > 0
+    x_as_is, _ = revise._preprocessed(val, meta.preprocessing)
+    x_removed, kept = revise._preprocessed(val, meta.preprocessing, artifact)
+    assert kept == list(range(len(val)))  # the generator's masks: every carrier has a region
+    for i in carriers:  # the dark surround became skin-coloured; the rest of the split is untouched
+        mask = decode_image(artifact.masks[i])
+        mask = torch.nn.functional.interpolate(torch.from_numpy((mask if mask.ndim == 2 else mask[..., 0]) > 127)
+                                               [None, None].float(), size=x_removed.shape[-2:])[0, 0] > 0.5
+        assert float(x_removed[i][:, mask].mean()) > float(x_as_is[i][:, mask].mean()) + 0.5
+    clean = np.setdiff1d(np.arange(len(val)), carriers)
+    assert torch.equal(x_removed[clean], x_as_is[clean])
+
+    positive, target = meta.positive_index, 0.9
+    labels = np.array([s.label for s in val])
+    monkeypatch.setattr(revise, "MIN_THRESHOLD_POSITIVES", 1)
+    chosen = revise._validation(model, val, meta.preprocessing, positive, target, artifact)
+    scores = revise._probabilities(model, x_removed)[:, positive]
+    assert "removed" in chosen["threshold_basis"]
+    assert chosen["threshold"] == pytest.approx(threshold_for_sensitivity(labels == positive, scores, target))
+    monkeypatch.setattr(revise, "MIN_THRESHOLD_POSITIVES", 10_000)  # too few left: the split as it is
+    as_is = revise._validation(model, val, meta.preprocessing, positive, target, artifact)
+    scores = revise._probabilities(model, x_as_is)[:, positive]
+    assert "as it is" in as_is["threshold_basis"]
+    assert as_is["threshold"] == pytest.approx(threshold_for_sensitivity(labels == positive, scores, target))
+    assert as_is["val_roc_auc"] == chosen["val_roc_auc"]  # AUC and accuracy: always the split as it is
