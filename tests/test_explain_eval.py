@@ -82,10 +82,10 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
     with open(synth_small / "metadata.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))[:13]
     for row in rows:
-        for column in ("image", "lesion_mask", "artifact_mask"):
-            if row[column]:
-                (data / row[column]).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(synth_small / row[column], data / row[column])
+        for name in [row["image"], row["lesion_mask"], row["artifact_mask"], *row["feature_masks"].split(";")]:
+            if name:
+                (data / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(synth_small / name, data / name)
     with open(data / "metadata.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -100,6 +100,9 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
     assert "Traceback" not in result.stderr and victim.name in result.stderr
     report = json.loads((out / "explain_eval.json").read_text())
     assert report["n"] == 12 and report["skipped_images"][0]["path"].endswith(victim.name)
+    assert report["mask_problems"] == 0  # lesion, artifact and feature masks all read
+    melanomas = sum(r["label"] == "melanoma" for i, r in enumerate(rows) if i != 4)
+    assert report["feature_region_areas"]["images"] == melanomas > 0
     assert set(report["methods"]) == {"lrp", "crp", "gradient", "random"}
     lrp = report["methods"]["lrp"]["metrics"]
     for key in ("mass_accuracy_lesion", "rank_accuracy_lesion", "pointing_game_lesion", "total_sign_agrees",
@@ -120,6 +123,40 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
             "--sensitivity-n", "2", "--methods", "lrp,crp,gradient,random", "--quiet")
     second = json.loads((again / "explain_eval.json").read_text())
     assert second["methods"] == report["methods"]
+
+
+def test_feature_regions_partition_the_melanoma_evidence(synth_small):
+    """The four regions cover every pixel once; a map on the melanoma features scores 1 there, a
+    flat map the region's area; benign images and melanomas called benign are not scored."""
+    from lesionlens.data.preprocess import PreprocessSpec
+    from lesionlens.explain.evaluation.data import load_eval_images
+    from lesionlens.explain.evaluation.runner import (FEATURE_REGIONS, MethodScores, _feature_localisation,
+                                                      feature_regions)
+
+    classes = ["benign", "melanoma"]
+    data = load_eval_images(synth_small, PreprocessSpec(size=64), classes, 60)
+    assert feature_regions(data) is None  # no positive class known yet
+    data.positive = 1
+    scored, regions = feature_regions(data)
+    assert tuple(regions) == FEATURE_REGIONS and scored.sum() == (data.labels == 1).sum() > 0
+    assert np.array_equal(sum(m.astype(int) for m in regions.values()), np.ones_like(data.lesion_masks, int))
+    assert regions["melanoma_features"][scored].any() and regions["artifact"][scored].any()
+    targets = torch.ones(len(data.labels), dtype=torch.long)
+    targets[0] = 0  # explained as benign: not scored
+    on_features = regions["melanoma_features"].astype(float)
+    flat = np.ones_like(on_features)
+    for maps in (on_features, flat):
+        scores = MethodScores("x")
+        _feature_localisation(scores, maps, data, True, targets)
+        share = {name: scores.per_image[f"feature_share_{name}"] for name in FEATURE_REGIONS}
+        rows = scored & (targets.numpy() == 1) & regions["melanoma_features"].any((1, 2))
+        assert np.isnan(share["skin"][~scored]).all() and np.isnan(share["skin"][0])
+        if maps is on_features:
+            assert np.allclose(share["melanoma_features"][rows], 1) and np.allclose(share["skin"][rows], 0)
+        else:
+            for name in FEATURE_REGIONS:
+                assert np.allclose(share[name][rows], regions[name][rows].mean((1, 2)), atol=1e-6)
+            assert np.allclose(sum(share[name][rows] for name in FEATURE_REGIONS), 1)
 
 
 def test_cli_rejects_unknown_methods_in_one_line(trained_run, synth_small, tmp_path):

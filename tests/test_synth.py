@@ -107,3 +107,42 @@ def test_frame_styles_non_square_photos_and_look_alikes(tmp_path):
                 dict(aspect="x"), dict(lookalike_rate=2.0)):
         with pytest.raises(UsageError):
             generate(tmp_path / "bad", n=2, size=32, progress=False, **bad)
+
+
+def test_feature_masks_mark_what_the_generator_drew(tmp_path):
+    """Each feature mask sits where that feature's colour is (measured against the rest of the
+    lesion), the irregular border on the lesion's edge, more of it on melanomas, and nothing
+    under a planted frame."""
+    from lesionlens.data.synth import FEATURES
+
+    out = generate(tmp_path / "d", n=120, size=96, seed=11, artifact="ring", artifact_rate=0.3, progress=False).parent
+    rows = list(csv.DictReader(open(out / "metadata.csv", newline="")))
+    contrast, near_edge, edge_cover = {}, [], {"benign": [], "melanoma": []}
+    for row in rows:
+        names, paths = row["features"].split(";"), row["feature_masks"].split(";")
+        assert (names == [""]) == (paths == [""]) and len(names) == len(paths)
+        assert all(n in FEATURES for n in names if n) and names == sorted(names, key=lambda n: (FEATURES + ("",)).index(n))
+        img = cv2.imread(str(out / row["image"]))[..., ::-1].astype(float)
+        lesion = cv2.imread(str(out / row["lesion_mask"]), cv2.IMREAD_GRAYSCALE) > 127
+        edge = lesion ^ cv2.erode(lesion.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        to_edge = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, 3)
+        frame = (cv2.imread(str(out / row["artifact_mask"]), cv2.IMREAD_GRAYSCALE) > 127) if row["artifact_mask"] else None
+        for name, path in zip(names, paths):
+            if not name:
+                continue
+            assert path == f"_masks/features/{name}/{path.rsplit('/', 1)[-1]}"
+            mask = cv2.imread(str(out / path), cv2.IMREAD_GRAYSCALE) > 127
+            assert mask.any() and (frame is None or not (mask & frame).any())
+            if name == "irregular_border":
+                near_edge.append((to_edge[mask] <= 4).mean())
+                if row["label"] in edge_cover:
+                    edge_cover[row["label"]].append((mask & edge).sum() / edge.sum())
+            elif (lesion & ~mask).any():
+                d = img[mask].mean(0) - img[lesion & ~mask].mean(0)
+                contrast.setdefault(name, []).append((d[2] - d[0], d.mean()))
+    mean = {name: np.mean(v, 0) for name, v in contrast.items()}
+    assert mean["blue_grey_veil"][0] > 20  # bluer than the rest of the lesion (measured +40)
+    assert mean["regression_area"][1] > 15  # whiter (+34)
+    assert mean["globules"][1] < -40 and mean["black_area"][1] < -10  # darker (-74, -25)
+    assert min(near_edge) > 0.8  # on the lesion's edge (measured >= 0.85 per image)
+    assert np.mean(edge_cover["melanoma"]) > np.mean(edge_cover["benign"]) + 0.2  # 0.64 vs 0.24

@@ -33,7 +33,9 @@ from .stats import associate, pool_rare
 DECODE_SIZE = 256  # px on the shorter side: plenty for a 64-px detector and a 32-px hash
 # columns that name an image, a mask, a label or an id: never tested against the label
 SKIP_COLUMNS = {"image", "image_name", "image_id", "path", "filename", "label", "target", "benign_malignant",
-                "diagnosis", "lesion_mask", "artifact_mask", "patient_id", "lesion_id"}
+                "diagnosis", "lesion_mask", "artifact_mask", "patient_id", "lesion_id",
+                # the generator's dermoscopic features: what the label depends on, not a shortcut
+                "features", "feature_masks"}
 MAX_LEVELS = 50  # a column with more distinct values is an identifier, not a category
 
 

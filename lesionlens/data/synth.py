@@ -11,6 +11,11 @@ The classes overlap (mildly irregular nevi, featureless early melanomas) so a mo
 shape and colour, not one pixel. Each patient has one lesion photographed 1-4 times (rotated,
 shifted, re-lit): near-duplicates that a grouped split must keep together.
 
+Every dermoscopic feature drawn is written down too, CLEVR-XAI style (Arras et al. 2022: ground
+truth of what the label depends on): one mask per feature under `_masks/features/<feature>/`, the
+feature list in metadata.csv, so an explanation can be scored on whether it lights up the
+features that make a melanoma a melanoma (MELANOMA_FEATURES), not just any blob on the lesion.
+
 Artifacts (`ring` = the dark microscope frame the original team found in every melanoma photo,
 in the styles real photos show it (frames.py), `ruler`, `ink` marker, coloured `patch`) are
 planted at a rate in one class, so the audit and the explanations can be checked against a known
@@ -49,6 +54,16 @@ MELANOMA_COLOURS = {
     "red": (158, 76, 74),
     "regression_white": (214, 204, 204),
 }
+# the feature a colour blotch is, by its colour's name ("benign_centre": a nevus's darker centre)
+BLOTCH_FEATURES = {"dark_brown": "irregular_blotch", "black": "black_area", "blue_grey": "blue_grey_veil",
+                   "red": "red_area", "regression_white": "regression_area", "benign_centre": "dark_centre"}
+FEATURES = ("globules", "irregular_blotch", "black_area", "blue_grey_veil", "red_area", "regression_area",
+            "irregular_border", "dark_centre", "milia_cysts", "arborizing_vessels", "hair")
+# what the melanoma label depends on in this generator (the classes differ by these)
+MELANOMA_FEATURES = ("globules", "irregular_blotch", "black_area", "blue_grey_veil", "red_area",
+                     "regression_area", "irregular_border")
+BLOTCH_VISIBLE = 0.3  # a blotch's mask: where its blend weight is at least this (it fades smoothly)
+IRREGULAR = 0.05  # the border is irregular where it departs from the smooth outline by this share of the radius
 
 
 def style_for(class_name: str, index: int) -> str:
@@ -75,7 +90,7 @@ class Lesion:
     asymmetry: float  # k = 1 offset term: one side bulges
     edge_softness: float
     base_colour: np.ndarray
-    blotches: list  # (dx, dy, sigma, colour, strength) in lesion units
+    blotches: list  # (dx, dy, sigma, colour, strength, colour name) in lesion units
     dots: np.ndarray  # (M, 3): dx, dy, radius in lesion units, dark globules
 
 
@@ -95,7 +110,7 @@ def _sample_lesion(rng: np.random.Generator, style: str) -> Lesion:
         for name in names:
             angle, dist = rng.uniform(0, 2 * math.pi), rng.uniform(0.25, 0.6)
             blotches.append((dist * math.cos(angle), dist * math.sin(angle), rng.uniform(0.25, 0.5),
-                             np.array(MELANOMA_COLOURS[name], np.float32), rng.uniform(0.6, 0.95)))
+                             np.array(MELANOMA_COLOURS[name], np.float32), rng.uniform(0.6, 0.95), str(name)))
         n_dots = 0 if mild else int(rng.integers(0, 7))
         ang = rng.uniform(0, 2 * math.pi, n_dots)
         dist = rng.uniform(0.55, 1.0, n_dots)
@@ -117,7 +132,7 @@ def _sample_lesion(rng: np.random.Generator, style: str) -> Lesion:
         aspect = rng.uniform(1.0, 1.25)
         asymmetry = rng.uniform(0.0, 0.06)
         if rng.random() < 0.3:  # darker centre, still symmetric
-            blotches.append((0.0, 0.0, rng.uniform(0.3, 0.5), base * 0.8, rng.uniform(0.3, 0.6)))
+            blotches.append((0.0, 0.0, rng.uniform(0.3, 0.5), base * 0.8, rng.uniform(0.3, 0.6), "benign_centre"))
         softness = rng.uniform(0.02, 0.05)
     k = np.arange(2, 9)
     amplitudes = irregularity * rng.uniform(0.3, 1.0, len(k)) / np.sqrt(k - 1)
@@ -125,11 +140,24 @@ def _sample_lesion(rng: np.random.Generator, style: str) -> Lesion:
     return Lesion(style, radius, aspect, harmonics, asymmetry, softness, base, blotches, dots)
 
 
-def _outline(lesion: Lesion, center: np.ndarray, angle: float, scale: float, size: int) -> np.ndarray:
-    theta = np.linspace(0, 2 * math.pi, 360, endpoint=False)
-    rho = 1 + lesion.asymmetry * np.cos(theta)
+_THETA = np.linspace(0, 2 * math.pi, 360, endpoint=False)
+
+
+def _border_wobble(lesion: Lesion) -> np.ndarray:
+    """(360,) the outline's departure from its smooth shape, in radii: the harmonics k >= 2."""
+    rho = np.zeros_like(_THETA)
     for k, (amp, phase) in enumerate(lesion.harmonics, start=2):
-        rho = rho + amp * np.cos(k * theta + phase)
+        rho = rho + amp * np.cos(k * _THETA + phase)
+    return rho
+
+
+def _outline(lesion: Lesion, center: np.ndarray, angle: float, scale: float, size: int,
+             smooth: bool = False) -> np.ndarray:
+    """(360, 2) outline points; `smooth`: without the wobble (the asymmetric ellipse only)."""
+    rho = 1 + lesion.asymmetry * np.cos(_THETA)
+    if not smooth:
+        rho = rho + _border_wobble(lesion)
+    theta = _THETA
     r = lesion.radius * size * scale * rho
     x, y = r * np.cos(theta) * lesion.aspect, r * np.sin(theta) / lesion.aspect
     c, s = math.cos(angle), math.sin(angle)
@@ -144,6 +172,24 @@ def _lesion_frame(lesion, center, angle, scale, size, dx, dy):
     return center[0] + r * (c * dx - s * dy), center[1] + r * (s * dx + c * dy)
 
 
+def _irregular_border(lesion, center, angle, scale, size, shape) -> np.ndarray:
+    """bool mask of the border's irregular stretches: between the drawn outline and the smooth one
+    where they differ by IRREGULAR radii or more, grown by a pixel or two so the edge itself
+    (where a map would light up) is inside."""
+    mask = np.zeros(shape, np.uint8)
+    wobbly = np.abs(_border_wobble(lesion)) >= IRREGULAR
+    if not wobbly.any():
+        return mask.astype(bool)
+    drawn = _outline(lesion, center, angle, scale, size)
+    smooth = _outline(lesion, center, angle, scale, size, smooth=True)
+    for i in np.nonzero(wobbly)[0]:
+        j = (i + 1) % len(drawn)
+        quad = np.stack([drawn[i], drawn[j], smooth[j], smooth[i]])
+        cv2.fillConvexPoly(mask, np.round(quad * 16).astype(np.int32), 1, cv2.LINE_8, shift=4)
+    grow = 2 * max(1, round(size / 96)) + 1
+    return cv2.dilate(mask, np.ones((grow, grow), np.uint8)).astype(bool)
+
+
 def _skin(rng: np.random.Generator, tone: np.ndarray, height: int, width: int) -> np.ndarray:
     size = min(height, width)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -155,7 +201,9 @@ def _skin(rng: np.random.Generator, tone: np.ndarray, height: int, width: int) -
     return tone[None, None, :] * (light + texture)[:, :, None]
 
 
-def _draw_hair(rng, img, count):
+def _draw_hair(rng, img, count) -> np.ndarray:
+    """Draws `count` hairs on img; returns where (bool mask)."""
+    mask = np.zeros(img.shape[:2], np.uint8)
     extent = np.array(img.shape[1::-1], np.float64)  # (width, height)
     scale = min(extent) / 128
     for _ in range(count):
@@ -164,12 +212,15 @@ def _draw_hair(rng, img, count):
         t = np.linspace(0, 1, 60)[:, None]
         curve = (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t ** 2 * p2 + t ** 3 * p3
         shade = float(rng.uniform(20, 70))
-        cv2.polylines(img, [curve.astype(np.int32)], False, (shade, shade * 0.9, shade * 0.8),
-                      max(1, round(scale * rng.uniform(0.7, 1.6))), cv2.LINE_AA)
+        thickness = max(1, round(scale * rng.uniform(0.7, 1.6)))
+        cv2.polylines(img, [curve.astype(np.int32)], False, (shade, shade * 0.9, shade * 0.8), thickness, cv2.LINE_AA)
+        cv2.polylines(mask, [curve.astype(np.int32)], False, 1, thickness, cv2.LINE_AA)
+    return mask.astype(bool)
 
 
 def _render_lesion(rng, img, lesion, center, angle, scale, size):
-    """`size` is the photo's shorter side: the lesion's scale."""
+    """`size` is the photo's shorter side: the lesion's scale. Returns (lesion mask uint8,
+    {feature: bool mask} of what was drawn, FEATURES' names)."""
     height, width = img.shape[:2]
     mask = np.zeros((height, width), np.uint8)
     outline = _outline(lesion, center, angle, scale, size)
@@ -182,23 +233,38 @@ def _render_lesion(rng, img, lesion, center, angle, scale, size):
     colour *= (1.05 - 0.15 * depth)[:, :, None]  # slightly darker towards the centre
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     r_px = lesion.radius * size * scale
-    for dx, dy, sigma, col, strength in lesion.blotches:
+    inside = mask > 127
+    features: dict[str, np.ndarray] = {}
+
+    def mark(name: str, where: np.ndarray) -> None:
+        if where.any():
+            features[name] = features.get(name, np.zeros_like(where)) | where
+
+    for dx, dy, sigma, col, strength, name in lesion.blotches:
         bx, by = _lesion_frame(lesion, center, angle, scale, size, dx, dy)
         w = strength * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * (sigma * r_px) ** 2))
         colour = colour * (1 - w[:, :, None]) + col * w[:, :, None]
+        mark(BLOTCH_FEATURES[name], (w >= BLOTCH_VISIBLE) & inside)
     if lesion.style == "bcc":  # arborizing vessels: thin red branching lines
+        vessels = np.zeros((height, width), np.uint8)
         for _ in range(int(rng.integers(3, 7))):
             pts = [np.array(center) + rng.normal(0, r_px * 0.4, 2)]
             for _ in range(5):
                 pts.append(pts[-1] + rng.normal(0, r_px * 0.25, 2))
             cv2.polylines(colour, [np.array(pts, np.int32)], False, (170, 40, 50), max(1, size // 128), cv2.LINE_AA)
+            cv2.polylines(vessels, [np.array(pts, np.int32)], False, 1, max(1, size // 128), cv2.LINE_AA)
+        mark("arborizing_vessels", vessels.astype(bool) & inside)
     opacity = 0.55 if lesion.style == "bcc" else 0.95
     img[:] = img * (1 - opacity * soft[:, :, None]) + colour * (opacity * soft[:, :, None])
     dot_colour = (235, 230, 215) if lesion.style == "keratosis" else (40, 28, 26)
+    dots = np.zeros((height, width), np.uint8)
     for dx, dy, rad in lesion.dots:
         px, py = _lesion_frame(lesion, center, angle, scale, size, dx, dy)
         cv2.circle(img, (int(px), int(py)), max(1, int(rad * r_px)), dot_colour, -1, cv2.LINE_AA)
-    return mask
+        cv2.circle(dots, (int(px), int(py)), max(1, int(rad * r_px)), 1, -1, cv2.LINE_AA)
+    mark("milia_cysts" if lesion.style == "keratosis" else "globules", dots.astype(bool))
+    mark("irregular_border", _irregular_border(lesion, center, angle, scale, size, (height, width)))
+    return mask, features
 
 
 def _plant_artifact(rng, img, kind: str, size: int, frame_style: str = "") -> np.ndarray:
@@ -244,15 +310,17 @@ def _plant_artifact(rng, img, kind: str, size: int, frame_style: str = "") -> np
 def render_view(lesion: Lesion, rng: np.random.Generator, tone: np.ndarray, size: int,
                 aspect: tuple[int, int] = (1, 1)):
     """One photograph of `lesion` (shorter side `size`, width:height `aspect`): returns
-    (float32 RGB, lesion mask uint8) before artifacts."""
+    (float32 RGB, lesion mask uint8, {feature: bool mask}) before artifacts."""
     height, width = photo_shape(size, aspect)
     img = _skin(rng, tone, height, width)
     center = np.array([width / 2, height / 2]) + rng.normal(0, size * 0.04, 2)
     angle, scale = rng.uniform(0, 2 * math.pi), rng.uniform(0.9, 1.1)
-    mask = _render_lesion(rng, img, lesion, center, angle, scale, size)
-    _draw_hair(rng, img, int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08])))
+    mask, features = _render_lesion(rng, img, lesion, center, angle, scale, size)
+    hair = _draw_hair(rng, img, int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08])))
+    if hair.any():
+        features["hair"] = hair
     img *= rng.uniform(0.92, 1.08)  # exposure
-    return img, mask
+    return img, mask, features
 
 
 def generate(
@@ -314,7 +382,7 @@ def generate(
         views = int(prng.choice([1, 2, 3, 4], p=[0.4, 0.3, 0.2, 0.1]))
         for view in range(min(views, n - len(rows))):
             rng = np.random.default_rng([seed, patient, view + 1])
-            img, lesion_mask = render_view(lesion, rng, tone, size, shape)
+            img, lesion_mask, features = render_view(lesion, rng, tone, size, shape)
             rate = artifact_rate if classes[label] == artifact_class else artifact_rate_other
             kind = artifact if artifact != "none" and rng.random() < rate else "none"
             style = (frame_style or FRAME_STYLES[int(rng.integers(len(FRAME_STYLES)))]) if kind == "ring" else ""
@@ -333,15 +401,23 @@ def generate(
             if kind != "none":
                 artifact_rel = f"_masks/artifact/{image_id}.png"
                 _write_png(out / artifact_rel, artifact_mask)
+            feature_rels = []
+            for feature in (f for f in FEATURES if f in features):
+                visible = features[feature] & (artifact_mask <= 127)  # what an artifact covers is not visible
+                if visible.any():
+                    feature_rels.append((feature, f"_masks/features/{feature}/{image_id}.png"))
+                    (out / "_masks/features" / feature).mkdir(parents=True, exist_ok=True)
+                    _write_png(out / feature_rels[-1][1], visible.astype(np.uint8) * 255)
             rows.append([rel, classes[label], f"patient_{patient:05d}", f"lesion_{patient:05d}", view,
-                         f"_masks/lesion/{image_id}.png", kind, artifact_rel, style, lookalike])
+                         f"_masks/lesion/{image_id}.png", kind, artifact_rel, style, lookalike,
+                         ";".join(f for f, _ in feature_rels), ";".join(r for _, r in feature_rels)])
             bar.update(1)
         patient += 1
     bar.close()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["image", "label", "patient_id", "lesion_id", "view", "lesion_mask", "artifact", "artifact_mask",
-                     "frame_style", "lookalike"])
+                     "frame_style", "lookalike", "features", "feature_masks"])
     writer.writerows(rows)
     return write_text(out / "metadata.csv", buffer.getvalue())
 
@@ -353,7 +429,7 @@ def sample_photo(seed: int, size: int = 96, aspect: tuple[int, int] = (1, 1), fr
     rng = np.random.default_rng([seed, 7])
     lesion = _sample_lesion(rng, style or STYLES[int(rng.integers(2))])
     tone = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.95, 1.05, 3)
-    img, lesion_mask = render_view(lesion, rng, tone, size, aspect)
+    img, lesion_mask, _ = render_view(lesion, rng, tone, size, aspect)
     frame_mask = draw_frame(rng, img, frame) if frame else np.zeros(img.shape[:2], np.uint8)
     if lookalike:
         draw_lookalike(rng, img, lookalike)

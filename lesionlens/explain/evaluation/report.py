@@ -22,6 +22,11 @@ METRICS = {
                                "the shortcut's weight: not better or worse"),
     "rank_accuracy_artifact": ("rank accuracy on the artifact mask (images with one)", "-"),
     "pointing_game_artifact": ("the map's maximum lies on the artifact (images with one)", "-"),
+    "feature_share_melanoma_features": ("melanoma images called melanoma: share of the positive relevance on the "
+                                        "melanoma-specific features (feature masks)", "higher"),
+    "feature_share_lesion_rest": ("... on the rest of the lesion", "-"),
+    "feature_share_skin": ("... on the skin around the lesion", "lower"),
+    "feature_share_artifact": ("... on a planted artifact", "lower"),
     "total_sign_agrees": ("the heatmap's total has the sign of the explained logit", "higher"),
     "total_over_logit": ("heatmap total / explained logit (1 = conserved)", "near 1"),
     "class_spearman": ("Spearman of the maps for the predicted and the runner-up class "
@@ -87,6 +92,12 @@ def _markdown(summary: dict, header: dict) -> str:
     lines.append("|---" * (len(names) + 1) + "|")
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(_fmt(summary[n]["metrics"].get(key, {}), 3) for n in names) + " |")
+    areas = header.get("feature_region_areas")
+    if areas:
+        lines += ["", f"Feature-level localisation: {areas['images']} melanoma images (those called melanoma are "
+                  "scored). The share of each image the regions cover, the share a map spreading evidence "
+                  "evenly would put on them: " + ", ".join(f"{k} {v:.3f}" for k, v in areas.items() if k != "images")
+                  + "."]
     lines += ["", "## What the numbers mean", ""]
     lines += [f"- **{k}**: {METRICS[k][0]} ({METRICS[k][1]})." for k in keys]
     lines += ["", f"Perturbations: infidelity subtracts Gaussian noise (std {header['infidelity_std']} in normalised "
@@ -139,6 +150,7 @@ def _plots(out: Path, summary: dict) -> list[str]:
     written.append(_save(fig, out / "randomisation.png", write_bytes))
 
     keys = [k for k in ("mass_accuracy_lesion", "rank_accuracy_lesion", "pointing_game_lesion",
+                        "feature_share_melanoma_features",
                         "mass_accuracy_artifact", "total_sign_agrees", "concept_abs_cosine")
             if any(summary[n]["metrics"].get(k, {}).get("mean") is not None for n in summary)]
     if keys:
@@ -168,6 +180,18 @@ def _save(fig, path: Path, write_bytes) -> str:
     return path.name
 
 
+def _region_areas(images) -> dict | None:
+    """The mean share of the image each feature region covers, over the scored melanoma images."""
+    from .runner import feature_regions
+
+    found = feature_regions(images)
+    if found is None or not found[0].any():
+        return None
+    scored, regions = found
+    return {"images": int(scored.sum()),
+            **{name: round(float(masks[scored].mean()), 4) for name, masks in regions.items()}}
+
+
 def write_report(out: Path, scores, *, run: Path, data: Path, images, meta, spec, seed: int,
                  sensitivity_n: int) -> dict:
     from .runner import INFIDELITY_NOISE_STD, PERTURBATIONS, SENSITIVITY_RADIUS
@@ -181,7 +205,7 @@ def write_report(out: Path, scores, *, run: Path, data: Path, images, meta, spec
               "infidelity_std": INFIDELITY_NOISE_STD, "sensitivity_radius": SENSITIVITY_RADIUS,
               "perturbations": PERTURBATIONS, "sensitivity_n": sensitivity_n,
               "image_size": meta.preprocessing.size, "default_composite": spec.composite,
-              "concept_layer": spec.default_concept_layer,
+              "concept_layer": spec.default_concept_layer, "feature_region_areas": _region_areas(images),
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     report = {**header, "skipped_images": images.skipped, "mask_problem_list": images.mask_problems,
               "methods": summary}

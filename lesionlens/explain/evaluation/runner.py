@@ -5,6 +5,10 @@ For each method (the architecture's own, plus the reference maps of references.p
   absolute maps against the trained model's (randomisation.py);
 - localisation against the lesion masks and, on images with a planted artifact, the artifact
   masks: relevance mass accuracy, relevance rank accuracy, pointing game (Quantus);
+- feature-level localisation (data with feature masks: the generator's): on melanoma images
+  called melanoma, the share of the positive relevance on the melanoma-specific features
+  (globules, veil, black, red and regression areas, irregular blotches and border), on the rest
+  of the lesion, on the skin and on the artifact (four regions that partition the image);
 - Explanation Infidelity and Max-Sensitivity (Yeh et al. 2019; captum) on the first
   `sensitivity_n` images (both re-run the method per perturbation: the expensive part);
 - totals: how often the heatmap's total has the sign of the explained logit;
@@ -128,6 +132,50 @@ def default_methods(spec) -> list[str]:
     return list(spec.methods) + list(DEFAULT_REFERENCES)
 
 
+FEATURE_REGIONS = ("melanoma_features", "lesion_rest", "skin", "artifact")
+
+
+def feature_regions(data: EvalImages) -> Optional[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(scored: (N,) bool, {region: (N, S, S) bool}) for the feature-level localisation, or None
+    when the data has no feature masks or no positive class. Scored: melanoma images whose masks
+    were all read. The regions partition each image: the artifact first (what it covers is not
+    the lesion's), then the melanoma features, then the rest of the lesion, then the skin."""
+    from ...data.synth import MELANOMA_FEATURES
+
+    if data.feature_masks is None or data.lesion_masks is None or data.positive is None:
+        return None
+    empty = np.zeros_like(data.lesion_masks)
+    artifact = data.artifact_masks
+    features = np.zeros_like(empty)
+    for name in MELANOMA_FEATURES:
+        features |= data.feature_masks.get(name, empty)
+    features &= ~artifact
+    lesion_rest = data.lesion_masks & ~features & ~artifact
+    skin = ~(artifact | features | lesion_rest)
+    scored = (data.labels == data.positive) & data.masks_known & data.features_known
+    return scored, {"melanoma_features": features, "lesion_rest": lesion_rest, "skin": skin, "artifact": artifact}
+
+
+def _feature_localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, signed: bool,
+                          targets: torch.Tensor) -> None:
+    """Per melanoma image explained as melanoma: the share of its positive evidence on each
+    region of feature_regions (NaN elsewhere). A map that points at what makes a melanoma a
+    melanoma puts more on `melanoma_features` than the region's share of the image."""
+    found = feature_regions(data)
+    if found is None:
+        return
+    scored, regions = found
+    scored = scored & (targets.numpy() == data.positive)
+    evidence = metrics.evidence(maps, signed)
+    for name, masks in regions.items():
+        values = np.full(len(maps), np.nan)
+        present = scored & masks.reshape(len(masks), -1).any(1)
+        if present.any():
+            values[present] = metrics.mass_accuracy(evidence[present], masks[present])
+        values[scored & ~present] = 0.0  # an empty region holds none of the evidence
+        scores.per_image[f"feature_share_{name}"] = values
+
+
 def _localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, signed: bool) -> None:
     if data.lesion_masks is None:
         scores.notes.append("no masks in the data: localisation not scored")
@@ -215,6 +263,7 @@ def _score_trained(scores: MethodScores, method: Method, model, data: EvalImages
         scores.per_image["total_sign_agrees"] = metrics.sign_agrees(totals, explained_logit)
         scores.per_image["total_over_logit"] = totals / explained_logit
     _localisation(scores, maps, data, method.signed_evidence)
+    _feature_localisation(scores, maps, data, method.signed_evidence, targets)
     if method.class_specific and logits.shape[1] > 1:
         step("class sensitivity")
         other = method.compute(model, images, _other_class_targets(logits, targets), batch, explainer)
@@ -282,6 +331,7 @@ def run_explain_eval(run: Path, data: Path, out: Path, *, n: int = 200, methods:
     if n < 2:
         raise UsageError("--n must be at least 2 (confidence intervals need images)")
     images = load_eval_images(data, meta.preprocessing, meta.classes, n, seed, image_root)
+    images.positive = meta.positive_index
     steps = sum(1 + (m.class_specific) + (m.kind == "crp") + bool(sensitivity_n and m.kind not in ("random", "crp"))
                 + (0 if m.kind == "crp" else len(spec.stages)) for m in chosen)
     bar = tqdm(total=steps, desc="explain-eval", disable=quiet, unit="step")
