@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from lesionlens.audit.dark_field import detect_dark_field
+    from lesionlens.data.dark_field import detect_dark_field
     from lesionlens.data.frames import FRAME_STYLES, LOOKALIKES
     from lesionlens.data.synth import sample_photo
     from test_frame_detector import UNTUNED_FRAMES, _lookalike, _variant

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_cli
 from lesionlens.audit import counterfactual, spray
-from lesionlens.audit.dark_field import detect_dark_field
+from lesionlens.data.dark_field import detect_dark_field
 from lesionlens.audit.dataset_audit import audit_dataset
 from lesionlens.audit.stats import associate
 from lesionlens.data.synth import generate

@@ -90,7 +90,8 @@ def test_shared_bias_rules_conserve_with_the_biases_in_place(arch):
     assert any(m.running_mean.abs().max() > 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     x = _inputs()
     targets = torch.tensor([0, 1])
-    for recipe in ("epsilon_shared", "layered_shared"):
+    for recipe in ("epsilon_shared", "layered_shared", "epsilon_shared+first=zbox+maxpool=proportional",
+                   "epsilon_shared+first=wsquare+maxpool=proportional"):
         logits, relevance = fast_lrp_relevance(model, x, targets, recipe)
         explained = logits[torch.arange(2), targets]
         assert torch.allclose(relevance.sum((1, 2, 3)), explained, rtol=1e-3, atol=0), recipe
@@ -154,6 +155,12 @@ def _fast_recipe_cases():
         cases.append(("resnet50", name))
         if "gamma" not in (recipe.lower, recipe.upper, recipe.depthwise) and recipe.bias != "ignore":
             cases.append(("efficientnet_b0_relu", name))
+    # the input-layer rules and max-pool handling, as modifiers of the defaults
+    for modified in ("epsilon_shared+first=wsquare+maxpool=proportional", "epsilon_shared+first=zbox",
+                     "epsilon_shared+first=epsilon+maxpool=proportional"):
+        cases.append(("resnet50", modified))
+    for modified in ("zplus_epsilon2_shared+first=zbox", "zplus_epsilon2_shared+first=wsquare"):
+        cases.append(("efficientnet_b0_relu", modified))
     return cases
 
 
@@ -231,3 +238,32 @@ def test_fast_rules_equal_straightforward_zennit_and_prepared_hooks_equal_per_ca
             assert torch.allclose(again, ours, rtol=1e-5, atol=1e-6 * float(ours.abs().max()))
     finally:
         composite.remove()
+
+
+def test_recipe_modifiers_choose_the_input_rule_and_the_max_pool_and_refuse_the_rest():
+    from lesionlens.errors import ExplainError
+    from lesionlens.explain.rules import Recipe, _check, assign_rules, get_recipe, input_bounds
+
+    recipe = get_recipe("epsilon_shared+first=zbox+maxpool=proportional")
+    assert (recipe.first, recipe.maxpool, recipe.lower, recipe.bias) == ("zbox", "proportional", "epsilon", "share")
+    assert get_recipe("epsilon_shared").first == "flat"  # the registered recipe is not changed
+    for bad in ("epsilon_shared+first=nope", "epsilon_shared+lower=zbox", "epsilon_shared+maxpool=avg", "nope+first=zbox"):
+        with pytest.raises(ExplainError):
+            get_recipe(bad)
+    with pytest.raises(ValueError, match="input layer only"):
+        _check(Recipe("x", "", lower="zbox"))
+    model = _model("resnet50")
+    first = next(iter(assign_rules(model, recipe).values()))
+    assert first.kind == "zbox" and first.bounds == input_bounds(model)
+    low, high = first.bounds  # ImageNet's normalisation of pixels 0 and 1
+    assert low[0] == pytest.approx(-0.485 / 0.229) and high[2] == pytest.approx((1 - 0.406) / 0.225)
+
+
+def test_load_run_records_the_input_bounds_of_its_preprocessing(trained_run):
+    from lesionlens.explain.rules import input_bounds
+    from lesionlens.training.rundir import load_run
+
+    model, meta = load_run(trained_run)
+    spec = meta.preprocessing
+    assert input_bounds(model) == (tuple(-m / s for m, s in zip(spec.mean, spec.std)),
+                                   tuple((1 - m) / s for m, s in zip(spec.mean, spec.std)))

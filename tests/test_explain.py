@@ -209,8 +209,82 @@ def test_concept_atlas_is_built_once_cached_and_tied_to_the_weights(trained_run,
     cached = folder / "patches" / "blocks.5" / f"{channel}.png"
     assert cached.is_file()
     assert all(np.array_equal(a, b) for a, b in zip(patches, atlas.references(channel)))
+    # the generator's data has feature masks: the concept is named by the regions under its relevance
+    from lesionlens.data.synth import FEATURES
+
+    # (a top image whose conditional map has no positive relevance cannot name it: the briefly
+    # trained model has such maps, so some channel among the first 16 must be named, not all)
+    names = {c: atlas.name(c) for c in range(16)}
+    named = {c: n for c, n in names.items() if n is not None}
+    assert named, names
+    for c, name in named.items():
+        assert 1 <= name["images"] <= 4 and name["region"] in (*FEATURES, "artifact", "lesion_rest", "skin", "mixed")
+        assert name["share"] == max(name["shares"].values())
+        assert (folder / "names" / "blocks.5" / f"{c}.json").is_file() and atlas.name(c) == name
     # other weights: the atlas is refused, not silently reused
     meta = load_run(run)[1]
     meta.weights_sha256 = "0" * 64
     with pytest.raises(AtlasError, match="other weights"):
         ConceptAtlas(run, model, meta)
+
+
+def test_figures_say_when_the_evidence_lies_on_a_dark_frame():
+    """The benign-with-dark-corners case: a figure must say in words that the corners decided."""
+    from types import SimpleNamespace
+
+    from lesionlens.data.synth import sample_photo
+    from lesionlens.explain.files import FRAME_WARNING, evidence_on_frame, frame_note
+
+    framed, _, frame = sample_photo(seed=4, size=96, frame="corners")
+    plain, lesion, _ = sample_photo(seed=5, size=96)
+    on_frame = (frame > 127).astype(float)
+    on_lesion = (lesion > 127).astype(float)
+    share, area = evidence_on_frame(framed, on_frame)
+    assert share > 0.9 and abs(area - on_frame.mean()) < 0.1
+    assert evidence_on_frame(framed, 1 - on_frame)[0] < 0.1
+    assert evidence_on_frame(plain, on_lesion) is None  # no frame: nothing to say
+    explained = SimpleNamespace(method="lrp", target_label="melanoma", heatmap=on_frame)
+    assert frame_note(explained, framed).startswith(f"WARNING: {share:.0%} of the evidence for 'melanoma'")
+    mostly_lesion = 1 - on_frame + 0.05 * on_frame
+    note = frame_note(SimpleNamespace(method="lrp", target_label="melanoma", heatmap=mostly_lesion), framed)
+    assert evidence_on_frame(framed, mostly_lesion)[0] < FRAME_WARNING and note.startswith("dark frame detected")
+    assert frame_note(SimpleNamespace(method="attention", target_label="x", heatmap=on_frame), framed) is None
+
+
+def test_a_concept_card_shows_one_share_and_the_bar_what_was_clipped():
+    from lesionlens.explain.files import concept_share_text
+    from lesionlens.explain.methods import Concept
+    from lesionlens.explain.render import clipped_share, colour_scale
+
+    # the main job's case: melanoma explained on an image called benign (logit -0.66); a
+    # concept with relevance +0.034 (drawn red) is 0.034 / -0.66 = -5% "of the logit"
+    red = Concept("layer3", 906, relevance_share=0.0099, share_of_logit=-0.0508, layer_share_of_logit=1.0)
+    assert red.decision_share == pytest.approx(-0.0508) and red.evidence_share == pytest.approx(0.0508)
+    assert concept_share_text(red, "melanoma") == "+5% of the logit's size: evidence for 'melanoma'"
+    blue = Concept("layer3", 803, relevance_share=-0.0074, share_of_logit=0.0378, layer_share_of_logit=1.0)
+    assert concept_share_text(blue, "melanoma") == "-4% of the logit's size: evidence against 'melanoma'"
+    uncarried = Concept("layer3", 1, relevance_share=0.3, share_of_logit=0.1, layer_share_of_logit=0.2)
+    assert "not shown" in concept_share_text(uncarried, "melanoma") and "20% of the logit" in concept_share_text(
+        uncarried, "melanoma")
+    heatmap = np.zeros((100, 100))
+    heatmap[:10, :10] = 1.0  # 1% of the pixels
+    heatmap[0, 0] = 1000.0  # one extreme value: the scale is not set by it
+    scale = colour_scale(heatmap)
+    assert scale == pytest.approx(1.0) and clipped_share(heatmap, scale) == pytest.approx(0.0001)
+
+
+def test_a_concept_is_named_by_the_region_that_holds_its_relevance():
+    from lesionlens.explain.feature_names import MIN_SHARE, label, name_from, shares
+
+    globules = np.zeros((8, 8), bool)
+    globules[:2, :2] = True
+    skin = ~globules
+    on_globules = np.where(globules, 1.0, -0.5)  # negative relevance is not the concept's evidence
+    assert shares(on_globules, {"globules": globules, "skin": skin}) == {"globules": 1.0, "skin": 0.0}
+    assert shares(-np.ones((8, 8)), {"skin": skin}) == {}
+    name = name_from([{"globules": 0.9, "skin": 0.1}, {"globules": 0.5, "skin": 0.5}, {"skin": 1.0}])
+    assert name["region"] == "skin" and name["share"] == pytest.approx(1.6 / 3, abs=1e-3) and name["images"] == 3
+    assert label(name) == "skin, 53% of its relevance"
+    spread = name_from([{f"r{k}": 0.1 for k in range(10)}])
+    assert spread["region"] == "mixed" and spread["share"] < MIN_SHARE and label(spread).startswith("mixed")
+    assert name_from([]) is None and label(None) is None

@@ -201,3 +201,33 @@ def test_attention_crp_shares_add_up_to_the_region(tmp_path):
         # ranked by |relevance inside the region|
         rel = np.abs([c.relevance_share for c in e.concepts])
         assert np.all(np.diff(rel) <= 1e-9)
+
+
+def test_blockiness_sees_a_grid_at_the_stride_and_not_lesion_structure():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((6, 96, 96))
+    smooth = np.stack([cv2.GaussianBlur(n, (0, 0), 4) for n in noise])
+    disc = np.zeros((6, 96, 96))
+    squares = np.zeros((6, 96, 96))
+    for b in range(6):
+        cv2.circle(disc[b], tuple(int(v) for v in rng.integers(30, 66, 2)), int(rng.integers(10, 25)), 1.0, -1)
+        for _ in range(12):  # the flat rule's 7x7 squares at max-pool winners on a 4-px grid
+            y, x = rng.integers(0, 23, 2) * 4
+            squares[b, y:y + 7, x:x + 7] += rng.random()
+    dots = np.zeros_like(smooth)
+    dots[:, ::2, ::2] = np.clip(smooth[:, ::2, ::2], 0, None)  # a stride-2 stem's dot grid
+    score = {name: metrics.blockiness(m, p).mean() for name, m, p in
+             (("noise", noise, 4), ("smooth", smooth, 4), ("disc", disc, 4), ("squares", squares, 4), ("dots", dots, 2))}
+    assert abs(score["noise"] - 1) < 0.1 and score["smooth"] < 1.0 and score["disc"] < 1.35
+    assert score["squares"] > 1.45 and score["dots"] > 3
+    assert np.isnan(metrics.blockiness(noise[:1, :90, :90], 4)).all()  # 4 does not divide 90
+
+
+def test_stem_stride_is_the_grid_of_the_bottom_layers():
+    from lesionlens.explain.evaluation.runner import stem_stride
+    from lesionlens.training.models import create_model
+
+    assert stem_stride(create_model("resnet50", 2)) == 4  # 7x7 conv stride 2, then max-pool stride 2
+    assert stem_stride(create_model("efficientnet_b0_relu", 2)) == 2

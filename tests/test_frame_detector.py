@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lesionlens.audit.dark_field import detect_dark_field
+from lesionlens.data.dark_field import detect_dark_field
 from lesionlens.data.frames import FRAME_STYLES, LOOKALIKES
 from lesionlens.data.synth import sample_photo
 

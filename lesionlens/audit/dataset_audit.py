@@ -27,7 +27,7 @@ from ..data.duplicates import duplicate_clusters, near_duplicate_pairs
 from ..data.readers import IMAGE_EXTENSIONS, LabeledImages, read_dataset
 from ..data.scan import perceptual_hash
 from ..errors import DatasetError, display_path, one_line
-from .dark_field import DarkField, detect_dark_field
+from ..data.dark_field import DarkField, detect_dark_field
 from .stats import associate, pool_rare
 
 DECODE_SIZE = 256  # px on the shorter side: plenty for a 64-px detector and a 32-px hash

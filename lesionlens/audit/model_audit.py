@@ -32,7 +32,7 @@ import torch
 from ..explain.evaluation.metrics import bootstrap_ci
 from . import counterfactual, spray
 from ..names import class_slug
-from .dark_field import detect_dark_field
+from ..data.dark_field import detect_dark_field
 from .paste_test import frame_paste_findings
 
 MIN_SHIFT = 0.05  # mean probability change below this is not called a shortcut, however sure

@@ -17,7 +17,7 @@ import numpy as np
 from ..data.frames import FRAME_STYLES, draw_frame
 from ..data.preprocess import decode_for, resize_to_spec
 from ..explain.evaluation.metrics import bootstrap_ci
-from .dark_field import detect_dark_field
+from ..data.dark_field import detect_dark_field
 
 MAX_NEWLY_FLAGGED = 0.05  # a frame that newly flags more than this share of the recipients is a shortcut
 

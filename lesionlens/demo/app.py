@@ -71,7 +71,7 @@ def _read_upload(path) -> bytes:
 
 def ring_message(rgb: np.ndarray, run: Path) -> str:
     """A plain warning when the dark-field (microscope ring) detector fires on this image."""
-    from ..audit.dark_field import detect_dark_field
+    from ..data.dark_field import detect_dark_field
     from .model_card import ring_finding
 
     if not detect_dark_field(rgb).is_ring:
@@ -140,9 +140,13 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
     gallery = []
     for concept in result.get("concepts", []):
         if concept.get("overlay_png_base64"):
-            share = concept.get("decision_share")
-            caption = f"{concept['layer']} channel {concept['channel']}" + (
-                f": {100 * share:.0f}% of the decision" if share is not None else "")
+            from ..explain.feature_names import label
+
+            share = concept.get("evidence_share")  # the one share the concept's card shows
+            named = label(concept.get("name"))
+            caption = (f"{concept['layer']} channel {concept['channel']}" + (f" ({named})" if named else "") + (
+                f": {100 * share:+.0f}% of the logit's size, evidence {'for' if share >= 0 else 'against'}"
+                if share is not None else ""))
             gallery.append((_png_to_rgb(concept["overlay_png_base64"]), caption))
             if concept.get("reference_patches_png_base64"):
                 gallery.append((_png_to_rgb(concept["reference_patches_png_base64"]),

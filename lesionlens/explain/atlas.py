@@ -1,7 +1,8 @@
 """The concept atlas: for each channel of the CRP layer, the dataset images where that concept
 carried the most relevance (zennit-crp's relevance maximization), shown as patches cropped
 around the concept's conditional heatmap. "Channel 1342" means nothing to a clinician; four
-patches of blue-grey veil do.
+patches of blue-grey veil do. On data with feature masks (the generator's) each concept also
+gets a name from the features its relevance falls on in those images (feature_names.py).
 
 Built once (`lesionlens atlas RUN`, a pass over the dataset with a progress bar) into
 RUN/concept_atlas/, tied to the weights' sha256. Reference patches are computed on first use
@@ -77,11 +78,12 @@ def build_atlas(run: Path, samples: Optional[list[Sample]] = None, layer: Option
     model, meta = load_run(run)
     started = time.perf_counter()
     dataset = LesionDataset(scan.samples, meta.preprocessing, train=False)
-    with FileSet(run.concept_atlas, members=lambda name: name in ("atlas.json", "crp", "patches")).staging() as stage:
+    with FileSet(run.concept_atlas, members=lambda name: name in ("atlas.json", "crp", "patches", "names")).staging() as stage:
         visualization = FeatureVisualization(CondAttribution(model, no_param_grad=True), dataset,
                                              {layer: ChannelConcept()}, path=str(stage.path / "crp"))
         visualization.run(default_composite(model), 0, len(dataset), batch_size=batch_size, checkpoint=10**9)
         (stage.path / "patches").mkdir()  # filled on first use per concept (ConceptAtlas.references)
+        (stage.path / "names").mkdir()  # likewise (ConceptAtlas.name)
         write_json(stage.path / "atlas.json", {
             "layer": layer, "weights_sha256": meta.weights_sha256, "images": [str(s.path) for s in scan.samples],
             "labels": [s.label for s in scan.samples], "seconds": round(time.perf_counter() - started, 1),
@@ -136,7 +138,25 @@ class ConceptAtlas:
             write_bytes(cached, png_bytes(np.hstack(patches)))
         return patches
 
-    def _patch(self, index: int, channel: int) -> np.ndarray:
+    def name(self, channel: int, n: int = 4) -> Optional[dict]:
+        """The concept's name from the feature masks under its relevance on its top `n` images
+        (feature_names.name_from), cached as JSON; None when those images have no feature masks."""
+        from . import feature_names
+
+        cached = self.folder / "names" / self.layer / f"{channel}.json"
+        if cached.is_file():
+            return read_json(cached, AtlasError).get("name")
+        per_image = []
+        for index in self.top_images(channel, n):
+            regions = feature_names.region_masks(Path(self.index["images"][index]), self.spec)
+            if regions is not None:
+                per_image.append(feature_names.shares(self._heat(index, channel)[1], regions))
+        name = feature_names.name_from(per_image)
+        write_json(cached, {"channel": channel, "name": name})
+        return name
+
+    def _heat(self, index: int, channel: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the image at the model's size, the concept's conditional heatmap on it)."""
         from crp.attribution import CondAttribution
 
         if self._composite is None:
@@ -146,7 +166,10 @@ class ConceptAtlas:
         label = self.index["labels"][index]
         heat = CondAttribution(self.model, no_param_grad=True)(
             x, [{self.layer: [channel], "y": [label]}], self._composite).heatmap[0].detach().numpy()
-        return crop_around(resize_to_spec(rgb, self.spec), heat)
+        return resize_to_spec(rgb, self.spec), heat
+
+    def _patch(self, index: int, channel: int) -> np.ndarray:
+        return crop_around(*self._heat(index, channel))
 
 
 def crop_around(rgb: np.ndarray, heatmap: np.ndarray, keep: float = 0.3, min_fraction: float = 0.25) -> np.ndarray:

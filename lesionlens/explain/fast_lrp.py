@@ -9,10 +9,11 @@ BatchNorms, constant gates, constant attention), and `lesionlens.explain.lrp` wi
 the reference: the tests require the same heatmaps (cosine >= 0.9999).
 
 Rules, as lrp.RecipeComposite assigns them (rules.assign_rules: one assignment for both
-engines): flat, z+, epsilon or gamma per convolution (biases absorbed, ignored or shared),
-epsilon for dense layers and the constant-attention pooling, norm for Sums and average pools;
-ReLUs pass relevance unchanged (see _ReLUPass), max-pooling is left to autograd and the merged
-(identity) BatchNorms are skipped. Alpha-beta is zennit-only (`supports`).
+engines): flat, z+, epsilon or gamma per convolution (biases absorbed, ignored or shared), w^2
+or z-box at the input, epsilon for dense layers and the constant-attention pooling, norm for
+Sums and average pools; ReLUs pass relevance unchanged (see _ReLUPass), max-pooling is left to
+autograd (winner takes all) or shares in proportion to the inputs (the recipe's `maxpool`), and
+the merged (identity) BatchNorms are skipped. Alpha-beta is zennit-only (`supports`).
 """
 
 from __future__ import annotations
@@ -170,6 +171,57 @@ class _FlatConv(_ConvRule):
         return conv2d_input(x.shape, ones, relevance / stabilize(z), **_conv_args(conv)), None
 
 
+class _WSquareConv(_ConvRule):
+    """w^2 at the input: each output's relevance to its inputs in proportion to w^2 (the bias
+    read as 0, as lrp.zennit_rule does)."""
+
+    @staticmethod
+    def backward(ctx, relevance):
+        (x,) = ctx.saved_tensors
+        conv = ctx.layer
+        squared = conv.weight.detach() ** 2
+        z = conv._conv_forward(torch.ones_like(x), squared, None)
+        return conv2d_input(x.shape, squared, relevance / stabilize(z), **_conv_args(conv)), None
+
+
+class _ZBoxConv(_ConvRule):
+    """z-box at the input (zennit's ZBox): z = Wx - W+ l - W- h (the bias cancels), R_in =
+    x W^T s - l W+^T s - h W-^T s with s = R / stabilize(z); l, h the input's bounds."""
+
+    @staticmethod
+    def backward(ctx, relevance):
+        (x,) = ctx.saved_tensors
+        conv, args = ctx.layer, _conv_args(ctx.layer)
+        weight = conv.weight.detach()
+        w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
+        low, high = (torch.tensor(b, dtype=x.dtype, device=x.device).view(1, -1, 1, 1).expand_as(x)
+                     for b in conv._lrp_rule.bounds)
+        z = (conv._conv_forward(x, weight, None) - conv._conv_forward(low, w_pos, None)
+             - conv._conv_forward(high, w_neg, None))
+        s = relevance / stabilize(z)
+        return (conv2d_input(x.shape, weight, s, **args) * x - conv2d_input(x.shape, w_pos, s, **args) * low
+                - conv2d_input(x.shape, w_neg, s, **args) * high), None
+
+
+class _ProportionalMaxPool(_Rule):
+    """Max-pooling whose backward shares each window's relevance among its inputs in proportion
+    to their value (lrp.ProportionalMaxPool, the zennit hook it equals)."""
+
+    @staticmethod
+    def forward(x, pool):
+        return nn.functional.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+                                        ceil_mode=pool.ceil_mode)
+
+    @staticmethod
+    def backward(ctx, relevance):
+        from .lrp import window_sums
+
+        (x,) = ctx.saved_tensors
+        z, pullback = torch.func.vjp(lambda t: window_sums(t, ctx.layer), x.detach())
+        (gradient,) = pullback(relevance / stabilize(z))
+        return x * gradient, None
+
+
 class _EpsilonLinear(_Rule):
     @staticmethod
     def forward(x, linear):
@@ -287,11 +339,12 @@ class _ReLUPass(torch.autograd.Function):
         return relevance
 
 
-CONV_RULES = {"flat": _FlatConv, "zplus": _ZPlusConv, "epsilon": _ModifiedConv, "gamma": _ModifiedConv}
+CONV_RULES = {"flat": _FlatConv, "zplus": _ZPlusConv, "epsilon": _ModifiedConv, "gamma": _ModifiedConv,
+              "wsquare": _WSquareConv, "zbox": _ZBoxConv}
 FAST_RULES = frozenset(CONV_RULES)  # alpha2beta1 is zennit-only
 
 
-def _patch(model: nn.Module, rules: dict) -> list[nn.Module]:
+def _patch(model: nn.Module, rules: dict, maxpool: str = "winner") -> list[nn.Module]:
     patched = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -315,6 +368,10 @@ def _patch(model: nn.Module, rules: dict) -> list[nn.Module]:
             module.forward = (lambda f: (lambda x: _NormRule.apply(x, f)))(plain)
         elif type(module) is nn.ReLU:
             module.forward = _ReLUPass.apply
+        elif isinstance(module, nn.MaxPool2d) and maxpool == "proportional":
+            if module.dilation not in (1, (1, 1)):
+                raise NotImplementedError("proportional max-pooling of a dilated pool")
+            module.forward = (lambda m: (lambda x: _ProportionalMaxPool.apply(x, m)))(module)
         elif isinstance(module, nn.BatchNorm2d) and _is_identity(module):
             # merged into its convolution: skip the (identity) arithmetic, keep a fused activation
             act = getattr(module, "act", None)
@@ -355,7 +412,7 @@ class fast_lrp:  # noqa: N801  (used like the function-style context managers it
     def __enter__(self) -> nn.Module:
         rules = assign_rules(self.model, self.recipe)
         self.composite.register(self.model)
-        self.patched = _patch(self.model, rules)
+        self.patched = _patch(self.model, rules, self.recipe.maxpool)
         return self.model
 
     def __exit__(self, *exc) -> None:

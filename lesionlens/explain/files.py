@@ -40,7 +40,7 @@ def summary(explanation: Explanation) -> dict:
         "info": {k: v for k, v in explanation.info.items() if k != "regions"},  # the region is drawn, not listed
         "concepts": [{"layer": c.layer, "channel": c.channel, "relevance_share": c.relevance_share,
                       "share_of_logit": c.share_of_logit, "layer_share_of_logit": c.layer_share_of_logit,
-                      "decision_share": c.decision_share}
+                      "decision_share": c.decision_share, "evidence_share": c.evidence_share}
                      for c in explanation.concepts],
     }
 
@@ -60,13 +60,53 @@ METHOD_TITLES = {
 }
 
 
+FRAME_WARNING = 0.25  # share of the evidence on a detected frame from which the figure warns
+
+
+def evidence_on_frame(rgb: np.ndarray, heatmap: np.ndarray) -> Optional[tuple[float, float]]:
+    """(share of the map's positive evidence on the detected dark frame, the frame's share of
+    the image), or None when the photo shows no frame (or the map no positive evidence)."""
+    import cv2
+
+    from ..data.dark_field import detect_dark_field
+
+    sized = cv2.resize(rgb, (heatmap.shape[1], heatmap.shape[0]), interpolation=cv2.INTER_AREA)
+    field = detect_dark_field(sized)
+    positive = np.clip(heatmap, 0, None)
+    if not field.is_ring or positive.sum() <= 0:
+        return None
+    region = field.region(*heatmap.shape)
+    return float(positive[region].sum() / positive.sum()), float(region.mean())
+
+
+def frame_note(explanation: Explanation, rgb: np.ndarray) -> Optional[str]:
+    """The figure's words about a dark frame, when the photo has one: how much of the evidence
+    for the class lies on it. Pictures alone did not say it: a benign lesion with dark corners
+    read "melanoma 96%" while its map showed faint squares on the lesion and one in a corner."""
+    if explanation.method == "attention":  # not class evidence
+        return None
+    found = evidence_on_frame(rgb, explanation.heatmap)
+    if found is None:
+        return None
+    share, area = found
+    label = explanation.target_label
+    if share >= FRAME_WARNING:
+        return (f"WARNING: {share:.0%} of the evidence for '{label}' lies on the dark frame around the field of "
+                f"view ({area:.0%} of the image), not on the lesion: a shortcut (see lesionlens audit)")
+    return f"dark frame detected ({area:.0%} of the image): {share:.0%} of the evidence for '{label}' lies on it"
+
+
 def figure_for(explanation: Explanation, rgb: np.ndarray) -> np.ndarray:
-    """The readable picture of an explanation: title, image beside overlay, colour bar."""
+    """The readable picture of an explanation: title, image beside overlay, colour bar; a note
+    when the evidence lies on a detected dark frame."""
     label = explanation.target_label
     p = explanation.prediction["probabilities"].get(label)
     notes = [f"prediction: {explanation.prediction['label']}" + (f"; p({label}) = {p:.2f}" if p is not None else "")]
     if explanation.method == "attention":
         notes.append("not class evidence: attention weights, >= 0, scaled to the largest")
+    frame = frame_note(explanation, rgb)
+    if frame:
+        notes.append(frame)
     heatmap = explanation.heatmap
     image = rgb
     region = explanation.info.get("regions")
@@ -76,18 +116,33 @@ def figure_for(explanation: Explanation, rgb: np.ndarray) -> np.ndarray:
                   target_label=label, notes=tuple(notes), signed=explanation.method not in ("gradcam", "attention"))
 
 
-def concept_figure(explanation: Explanation, concept, rgb: np.ndarray) -> np.ndarray:
-    share = concept.decision_share
+def concept_share_text(concept, label: str) -> str:
+    """One share per concept, with one meaning: its relevance as a share of the explained
+    logit's size, + for evidence for the class (red), - against (blue); see
+    Concept.evidence_share. A card used to show the share of the logit and the share of the
+    layer's relevance side by side: "-5% of the decision" beside "+1% of the layer's relevance"
+    for one red concept. Where the layer does not carry the logit (its total far from it) the
+    share means little, and the card says so."""
+    share = concept.evidence_share
     if share is not None:
-        what = f"{share:+.0%} of the decision"
-    else:
-        layer = concept.layer_share_of_logit
-        what = ("share of the decision not shown: the layer carries "
-                + (f"{layer:.0%} of the logit" if layer is not None else "an unknown part of the logit"))
+        side = "for" if share >= 0 else "against"
+        return f"{share:+.0%} of the logit's size: evidence {side} '{label}'"
+    layer = concept.layer_share_of_logit
+    return ("its part of the evidence not shown: this layer carries "
+            + (f"{layer:.0%} of the logit" if layer is not None else "an unknown part of the logit"))
+
+
+def concept_figure(explanation: Explanation, concept, rgb: np.ndarray, name: Optional[dict] = None) -> np.ndarray:
+    """One concept's card; `name` (ConceptAtlas.name) says which feature it is, where known."""
+    from .feature_names import label
+
     inside = " inside the attended region" if explanation.method == "attention_crp" else ""
+    notes = (concept_share_text(concept, explanation.target_label),)
+    if name:
+        notes += (f"on its top training images: {label(name)}",)
     return figure(rgb, concept.heatmap.cpu().numpy(),
                   title=f"concept {concept.layer}:{concept.channel}{inside}", target_label=explanation.target_label,
-                  notes=(what, f"{concept.relevance_share:+.0%} of the layer's relevance{inside}"))
+                  notes=notes)
 
 
 def _outline(rgb: np.ndarray, region: np.ndarray, shape) -> np.ndarray:
@@ -106,8 +161,10 @@ def write_explanation(explanation: Explanation, rgb: np.ndarray, out: Path, atla
     data = summary(explanation)
     for k, concept in enumerate(explanation.concepts):
         concept_png = out.with_name(f"{out.stem}.concept{k}-{concept.channel}.png")
-        write_bytes(concept_png, png_bytes(concept_figure(explanation, concept, rgb)))
+        name = atlas.name(concept.channel) if atlas is not None and concept.layer == atlas.layer else None
+        write_bytes(concept_png, png_bytes(concept_figure(explanation, concept, rgb, name)))
         data["concepts"][k]["heatmap_png"] = concept_png.name
+        data["concepts"][k]["name"] = name
         patches = atlas.references(concept.channel) if atlas is not None and concept.layer == atlas.layer else []
         if patches:
             refs_png = out.with_name(f"{out.stem}.concept{k}-{concept.channel}.references.png")

@@ -14,9 +14,9 @@ from typing import Optional
 import torch
 from torch import nn
 from zennit.composites import LAYER_MAP_BASE
-from zennit.core import BasicHook, Composite, mod_params, stabilize
+from zennit.core import BasicHook, Composite, Hook, mod_params, stabilize
 from zennit.layer import Sum
-from zennit.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, ZPlus
+from zennit.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, WSquare, ZBox, ZPlus
 from zennit.types import AvgPool
 
 from .canonizers import ConstantAttentionPool, canonizers_for
@@ -92,6 +92,38 @@ class SharedBias(BasicHook):
         return SharedBias(self.gamma, self.epsilon)
 
 
+class ProportionalMaxPool(Hook):
+    """Max-pooling's relevance shared among each window's inputs in proportion to their value
+    (the norm rule of the same window as a sum pool), instead of all of it to the maximum:
+    R_i = x_i sum_j [i in window j] R_j / sum_{i' in window j} x_i'. Behind a ReLU every x >= 0,
+    so the shares are >= 0 and sum to R_j (rules.Recipe.maxpool == "proportional")."""
+
+    def forward(self, module, input, output):
+        self.stored_tensors["input"] = input
+
+    def backward(self, module, grad_input, grad_output):
+        x = self.stored_tensors["input"][0].detach().requires_grad_()
+        with torch.autograd.enable_grad():
+            z = window_sums(x, module)
+        gradient, = torch.autograd.grad(z, x, grad_outputs=grad_output[0] / stabilize(z))
+        return (x * gradient,) + (None,) * (len(grad_input) - 1)
+
+    def copy(self):
+        return ProportionalMaxPool()
+
+
+def window_sums(x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
+    """The sum over each of `pool`'s windows (padding adds zeros: no relevance goes there)."""
+    kernel = nn.modules.utils._pair(pool.kernel_size)
+    return nn.functional.avg_pool2d(x, kernel, pool.stride, pool.padding, ceil_mode=pool.ceil_mode,
+                                    count_include_pad=True) * (kernel[0] * kernel[1])
+
+
+def _zbox(rule: Rule) -> ZBox:
+    low, high = (torch.tensor(b, dtype=torch.float32).view(1, -1, 1, 1) for b in rule.bounds)
+    return ZBox(low=low, high=high)
+
+
 def zennit_rule(rule: Rule, zplus=ZPlusNonNegative) -> BasicHook:
     """The zennit hook for one of our rules (rules.RULE_KINDS)."""
     if rule.bias == "share" and rule.kind in ("epsilon", "gamma"):
@@ -100,10 +132,14 @@ def zennit_rule(rule: Rule, zplus=ZPlusNonNegative) -> BasicHook:
             "zplus": zplus,
             "epsilon": lambda: Epsilon(epsilon=rule.epsilon),
             "gamma": lambda: Gamma(gamma=rule.gamma),
-            "alpha2beta1": lambda: AlphaBeta(alpha=2.0, beta=1.0)}[rule.kind]()
+            "alpha2beta1": lambda: AlphaBeta(alpha=2.0, beta=1.0),
+            # zennit's w^2 squares the bias too; ours reads it as 0, as flat does (conserving)
+            "wsquare": lambda: _without_bias(WSquare()),
+            "zbox": lambda: _zbox(rule)}[rule.kind]()
     # z+ and alpha-beta with "share": their bias-free sums are >= 0 (no instability), so the
-    # bias is read as 0 (its relevance goes to the inputs in proportion to their positive part)
-    return hook if rule.bias == "absorb" or rule.kind == "flat" else _without_bias(hook)
+    # bias is read as 0 (its relevance goes to the inputs in proportion to their positive part);
+    # flat and w^2 never see a bias, and z-box's cancels (b - b+ - b- = 0)
+    return hook if rule.bias == "absorb" or rule.kind in ("flat", "wsquare", "zbox") else _without_bias(hook)
 
 
 class RecipeComposite(Composite):
@@ -121,6 +157,8 @@ class RecipeComposite(Composite):
         rules = {name: zennit_rule(rule, zplus) for name, rule in assign_rules(model, recipe).items()}
         structural = LAYER_MAP_BASE if hook_relus else [(Sum, Norm()), (AvgPool, Norm())]
         structural = [(ConstantAttentionPool, Epsilon())] + structural
+        if recipe.maxpool == "proportional":
+            structural = [(nn.MaxPool2d, ProportionalMaxPool())] + structural
         self.recipe = recipe
 
         def module_map(ctx, name, module):

@@ -43,6 +43,18 @@ class Concept:
             return None
         return self.share_of_logit
 
+    @property
+    def evidence_share(self) -> Optional[float]:
+        """decision_share with the sign of the concept's own relevance: + when the concept is
+        evidence for the class (red in its heatmap), - against (blue), its size a share of the
+        logit's magnitude. decision_share divides by the logit itself, so when the explained
+        logit is negative (a class the model did not pick) a concept drawn in red read "-5% of
+        the decision" beside "+1% of the layer's relevance"."""
+        share = self.decision_share
+        if share is None:
+            return None
+        return abs(share) if self.relevance_share >= 0 else -abs(share)
+
 
 @dataclass
 class MethodResult:

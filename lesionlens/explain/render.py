@@ -54,14 +54,22 @@ def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.45) ->
     cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
 
 
-def colour_bar(width: int, scale: float, target_label: str, signed: bool = True) -> np.ndarray:
+def clipped_share(heatmap: np.ndarray, scale: float) -> float:
+    """The share of the map's pixels beyond the colour scale (drawn at full colour)."""
+    return float((np.abs(heatmap) > scale).mean())
+
+
+def colour_bar(width: int, scale: float, target_label: str, signed: bool = True,
+               clipped: float = None) -> np.ndarray:
     """A strip saying what the colours mean: blue = against, white = 0, red = for the class,
     with the value at each end (relevance units; full colour from the 99.5th percentile of |map|).
     A map that is never negative (Grad-CAM, attention) gets only the white-to-red half, and no
-    words about evidence against."""
+    words about evidence against. With `clipped`, a line says how much of the map lies beyond
+    the scale: the colour scale is robust (a percentile, so one extreme pixel does not wash the
+    map out), and the bar says what that cost."""
     import matplotlib
 
-    strip = np.full((58, width, 3), 255, np.uint8)
+    strip = np.full((58 if clipped is None else 72, width, 3), 255, np.uint8)
     ramp = matplotlib.colormaps["bwr"](np.linspace(0, 1, width - 40))[..., :3]
     strip[6:22, 20:width - 20] = (ramp[None] * 255).astype(np.uint8)
     _text(strip, "0", width // 2 - 4, 38)
@@ -72,6 +80,10 @@ def colour_bar(width: int, scale: float, target_label: str, signed: bool = True)
     else:
         strip[6:22, 20:width // 2] = 255
         _text(strip, "white = 0 (never negative)   red = its highest values", width // 2 - 4, 53, 0.4)
+    if clipped is not None:
+        _text(strip, f"full colour from the {CLIP_PERCENTILE:g}th percentile of |map|; {clipped:.1%} of the pixels lie "
+              "beyond it",
+              20, 67, 0.4)
     return strip
 
 
@@ -89,5 +101,5 @@ def figure(rgb: np.ndarray, heatmap: np.ndarray, *, title: str, target_label: st
         _text(top, note, 6, 34 + 16 * i, 0.4)
     body = np.full((size, 2 * size + 8, 3), 255, np.uint8)
     body[:, :size], body[:, size + 8:] = image, mapped
-    bar = colour_bar(2 * size + 8, scale, target_label, signed)
+    bar = colour_bar(2 * size + 8, scale, target_label, signed, clipped_share(heatmap, scale))
     return np.vstack([top, body, bar])

@@ -14,16 +14,25 @@ z+ everywhere (EpsilonPlusFlat) converges to one map whatever the upper layers d
 layer-wise recipe of Montavon et al. 2019 (epsilon above, gamma below) keeps the upper layers'
 say; `bias=False` stops the merged BatchNorm shifts from swallowing the relevance, so a
 heatmap's total is the logit and its sign the logit's.
+
+What a person sees is decided at the bottom: the input layer's rule and the stem's max-pool.
+The flat rule spreads each stem unit's relevance evenly over its receptive field (7x7 squares on
+ResNet50, a dot grid at the stride on EfficientNet), and winner-takes-all max-pooling sends a
+window's relevance to one position, so the map is a scatter of squares. A recipe name takes
+modifiers for both, `RECIPE+first=RULE+maxpool=proportional` (get_recipe), so explain-eval can
+measure every combination (docs/explanation-choice.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ..errors import ExplainError
 
-RULE_KINDS = ("flat", "zplus", "epsilon", "gamma", "alpha2beta1")
+RULE_KINDS = ("flat", "zplus", "epsilon", "gamma", "alpha2beta1", "wsquare", "zbox")
+FIRST_ONLY = ("wsquare", "zbox")  # rules for the input layer (w^2 ignores the input; z-box needs its bounds)
+MAXPOOL_MODES = ("winner", "proportional")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class Rule:
     bias: str = "absorb"
     gamma: float = 0.25
     epsilon: float = 1e-6
+    # z-box: the lowest and highest normalised input per RGB channel (input_bounds)
+    bounds: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,13 @@ class Recipe:
     bias: str = "absorb"
     gamma: float = 0.25
     epsilon: float = 1e-6
+    # max-pooling: "winner" (autograd: the window's maximum takes all) or "proportional" (each
+    # input's share of the window's sum, as an average pool's norm rule)
+    maxpool: str = "winner"
     tags: tuple[str, ...] = field(default=())
 
-    def rule(self, kind: str) -> Rule:
-        return Rule(kind, bias=self.bias, gamma=self.gamma, epsilon=self.epsilon)
+    def rule(self, kind: str, bounds=None) -> Rule:
+        return Rule(kind, bias=self.bias, gamma=self.gamma, epsilon=self.epsilon, bounds=bounds)
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -63,13 +77,22 @@ RECIPES: dict[str, Recipe] = {}
 BIAS_MODES = ("absorb", "ignore", "share")
 
 
-def _add(recipe: Recipe) -> None:
+def _check(recipe: Recipe) -> Recipe:
     if recipe.bias not in BIAS_MODES:
         raise ValueError(f"recipe {recipe.name}: bias must be one of {BIAS_MODES}")
     for kind in (recipe.first, recipe.lower, recipe.upper, recipe.dense, recipe.depthwise):
         if kind is not None and kind not in RULE_KINDS:
             raise ValueError(f"recipe {recipe.name}: unknown rule {kind!r}")
-    RECIPES[recipe.name] = recipe
+    for kind in (recipe.lower, recipe.upper, recipe.dense, recipe.depthwise):
+        if kind in FIRST_ONLY:
+            raise ValueError(f"recipe {recipe.name}: {kind} is a rule for the input layer only")
+    if recipe.maxpool not in MAXPOOL_MODES:
+        raise ValueError(f"recipe {recipe.name}: maxpool must be one of {MAXPOOL_MODES}")
+    return recipe
+
+
+def _add(recipe: Recipe) -> None:
+    RECIPES[recipe.name] = _check(recipe)
 
 
 _add(Recipe("epsilon_plus_flat", "zennit's EpsilonPlusFlat: flat input, z+ convolutions, epsilon dense"))
@@ -105,11 +128,42 @@ _add(Recipe("layered_dw_epsilon_shared", "layered_shared with epsilon on depthwi
             lower="gamma", upper="epsilon", upper_stages=2, depthwise="epsilon", bias="share"))
 
 
+MODIFIERS = {"first": RULE_KINDS, "maxpool": MAXPOOL_MODES}
+
+
 def get_recipe(name: str) -> Recipe:
+    """A named recipe, optionally modified: `epsilon_shared+first=zbox+maxpool=proportional`."""
+    base, *modifiers = name.split("+")
     try:
-        return RECIPES[name]
+        recipe = RECIPES[base]
     except KeyError:
-        raise ExplainError(f"unknown LRP composite {name!r}; known: {sorted(RECIPES)}") from None
+        raise ExplainError(f"unknown LRP composite {base!r}; known: {sorted(RECIPES)}") from None
+    changes = {}
+    for modifier in modifiers:
+        key, _, value = modifier.partition("=")
+        if key not in MODIFIERS or value not in MODIFIERS[key]:
+            raise ExplainError(f"LRP composite {name!r}: a modifier is first=RULE ({', '.join(RULE_KINDS)}) or "
+                               f"maxpool=MODE ({', '.join(MAXPOOL_MODES)}), got {modifier!r}")
+        changes[key] = value
+    if not changes:
+        return recipe
+    try:
+        return _check(replace(recipe, name=name, **changes))
+    except ValueError as exc:
+        raise ExplainError(str(exc)) from None
+
+
+def input_bounds(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The lowest and highest value each input channel can take after normalisation (pixels 0
+    and 1): what the z-box rule needs. load_run records them from the run's preprocessing
+    (`model.lesionlens_input_bounds`); a model made elsewhere gets ImageNet's normalisation."""
+    bounds = getattr(model, "lesionlens_input_bounds", None)
+    if bounds is None:
+        from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+        bounds = (tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)),
+                  tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)))
+    return bounds
 
 
 def stage_modules(stages: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -144,7 +198,7 @@ def assign_rules(model, recipe: Recipe) -> dict[str, Rule]:
             rules[name] = recipe.rule(recipe.dense)
         elif isinstance(module, nn.Conv2d):
             if first:
-                rules[name] = recipe.rule(recipe.first)
+                rules[name] = recipe.rule(recipe.first, input_bounds(model) if recipe.first == "zbox" else None)
             elif recipe.depthwise and module.groups > 1 and module.groups == module.in_channels:
                 rules[name] = recipe.rule(recipe.depthwise)
             else:

@@ -12,7 +12,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..audit.dark_field import detect_dark_field
+from ..data.dark_field import detect_dark_field
 from ..data.decode import decode_image
 from ..data.readers import Sample
 from ..errors import UsageError, display_path

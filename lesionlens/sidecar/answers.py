@@ -23,8 +23,10 @@ def answer(explanation, rgb: np.ndarray, weights_sha256: str, atlas=None) -> dic
     result["weights_sha256"] = weights_sha256
     result["overlay_png_base64"] = _b64_png(figure_for(explanation, rgb))
     for concept, entry in zip(explanation.concepts, result["concepts"]):
-        entry["overlay_png_base64"] = _b64_png(concept_figure(explanation, concept, rgb))
-        if atlas is not None and concept.layer == atlas.layer:
+        in_atlas = atlas is not None and concept.layer == atlas.layer
+        entry["name"] = atlas.name(concept.channel) if in_atlas else None
+        entry["overlay_png_base64"] = _b64_png(concept_figure(explanation, concept, rgb, entry["name"]))
+        if in_atlas:
             patches = atlas.references(concept.channel)
             entry["reference_patches_png_base64"] = _b64_png(np.hstack(patches)) if patches else None
     return result

@@ -101,3 +101,36 @@ def bootstrap_ci(values, *, seed: int = 0, resamples: int = 2000, level: float =
     alpha = (1 - level) / 2
     return {"mean": float(v.mean()), "low": float(np.quantile(means, alpha)),
             "high": float(np.quantile(means, 1 - alpha)), "n": int(len(v))}
+
+
+def _harmonic_lines(h: int, w: int, period: int, shift: int = 0) -> np.ndarray:
+    """bool (h, w) spectrum mask: the rows and columns at k h/period (k w/period) + shift, k >= 1."""
+    rows = np.zeros(h, bool)
+    rows[(np.arange(1, period) * (h // period) + shift) % h] = True
+    cols = np.zeros(w, bool)
+    cols[(np.arange(1, period) * (w // period) + shift) % w] = True
+    return rows[:, None] | cols[None, :]
+
+
+def blockiness(maps: np.ndarray, period: int) -> np.ndarray:
+    """How much each map (B, H, W) is a grid at the network's stem stride `period` (px): the
+    mean spectral power on the stride's harmonics (frequencies k H/period or k W/period, k >= 1)
+    over the mean power on the frequencies one and two bins beside them. A grid of squares or
+    dots laid at the stride (the flat first-layer rule under max-pooling, a stride-2 stem) puts
+    peaks there; lesion structure, smooth or sharp, does not. Measured on made-up maps: white
+    noise 1.0, a blurred map 0.9, a disc 1.2, 7x7 squares at 4-px positions 1.6, dots every
+    2 px 5.0. NaN for a constant map or a period that does not divide the map."""
+    b, h, w = maps.shape
+    out = np.full(b, np.nan)
+    if period < 2 or h % period or w % period or min(h, w) // period < 5:
+        return out
+    on = _harmonic_lines(h, w, period)
+    beside = np.zeros_like(on)
+    for shift in (-2, -1, 1, 2):
+        beside |= _harmonic_lines(h, w, period, shift)
+    beside &= ~on
+    for i, m in enumerate(maps.astype(np.float64)):
+        power = np.abs(np.fft.fft2(m - m.mean())) ** 2
+        if power[beside].sum() > 0:
+            out[i] = power[on].mean() / power[beside].mean()
+    return out

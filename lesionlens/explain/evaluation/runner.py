@@ -11,6 +11,8 @@ For each method (the architecture's own, plus the reference maps of references.p
   of the lesion, on the skin and on the artifact (four regions that partition the image);
 - Explanation Infidelity and Max-Sensitivity (Yeh et al. 2019; captum) on the first
   `sensitivity_n` images (both re-run the method per perturbation: the expensive part);
+- blockiness: the map's spectral power on the harmonics of the stem's stride, against an even
+  spectrum (metrics.blockiness): squares and dot grids, not lesion structure;
 - totals: how often the heatmap's total has the sign of the explained logit;
 - class sensitivity: the Spearman correlation between the maps of the predicted class and the
   runner-up class;
@@ -176,6 +178,22 @@ def _feature_localisation(scores: MethodScores, maps: np.ndarray, data: EvalImag
         scores.per_image[f"feature_share_{name}"] = values
 
 
+def stem_stride(model: torch.nn.Module) -> int:
+    """The product of the strides at the bottom of the network, up to the first layer that does
+    not downsample: the grid the flat rule's squares and a stride-2 stem's dots lie on (ResNet50:
+    conv 2 x max-pool 2 = 4; EfficientNet-B0: 2)."""
+    from torch import nn
+
+    stride = 1
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+            step = module.stride if isinstance(module.stride, int) else module.stride[0]
+            if step == 1:
+                break
+            stride *= step
+    return stride
+
+
 def _localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, signed: bool) -> None:
     if data.lesion_masks is None:
         scores.notes.append("no masks in the data: localisation not scored")
@@ -263,6 +281,9 @@ def _score_trained(scores: MethodScores, method: Method, model, data: EvalImages
         scores.per_image["total_sign_agrees"] = metrics.sign_agrees(totals, explained_logit)
         scores.per_image["total_over_logit"] = totals / explained_logit
     _localisation(scores, maps, data, method.signed_evidence)
+    # on the evidence a viewer reads off the map (its positive part; |map| for the gradient)
+    scores.per_image["blockiness"] = metrics.blockiness(metrics.evidence(maps, method.signed_evidence),
+                                                        stem_stride(model))
     _feature_localisation(scores, maps, data, method.signed_evidence, targets)
     if method.class_specific and logits.shape[1] > 1:
         step("class sensitivity")
