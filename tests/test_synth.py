@@ -145,4 +145,4 @@ def test_feature_masks_mark_what_the_generator_drew(tmp_path):
     assert mean["regression_area"][1] > 15  # whiter (+34)
     assert mean["globules"][1] < -40 and mean["black_area"][1] < -10  # darker (-74, -25)
     assert min(near_edge) > 0.8  # on the lesion's edge (measured >= 0.85 per image)
-    assert np.mean(edge_cover["melanoma"]) > np.mean(edge_cover["benign"]) + 0.2  # 0.64 vs 0.24
+    assert np.mean(edge_cover["melanoma"]) > np.mean(edge_cover["benign"]) + 0.2  # 0.63 vs 0.24

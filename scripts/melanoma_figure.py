@@ -1,0 +1,103 @@
+"""One held-out melanoma of the main job beside what the generator knows about it and what each
+map says: the photo, its melanoma-feature masks (outlined, named), LRP with the default rules and
+with any other recipes asked for, the plain gradient, input x gradient and Grad-CAM, each with
+the share of its positive evidence on the melanoma features. The figure the README shows.
+
+    .venv/bin/python scripts/melanoma_figure.py [--out out] [--arch resnet50] [--index K]
+        [--recipes epsilon_shared+first=wsquare,...] --save docs/img/melanoma-features.png
+
+`--index` picks the K-th melanoma called melanoma among the held-out images that carry at least
+three melanoma features (so there is something to point at).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SIZE = 224  # px per panel: large enough to see a globule
+
+
+def _panel(rgb: np.ndarray, heatmap: np.ndarray, title: str, share: float | None) -> np.ndarray:
+    from lesionlens.explain.render import colour_scale, overlay
+
+    big = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.resize(heatmap.astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+    panel = overlay(big, heat, scale=colour_scale(heat))
+    return _titled(panel, title, "" if share is None else f"{share:.0%} of its evidence on melanoma features")
+
+
+def _titled(panel: np.ndarray, title: str, line: str) -> np.ndarray:
+    top = np.full((38, panel.shape[1], 3), 255, np.uint8)
+    cv2.putText(top, title[:34], (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
+    cv2.putText(top, line[:40], (4, 32), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (20, 20, 20), 1, cv2.LINE_AA)
+    return np.vstack([top, panel])
+
+
+def main() -> None:
+    import torch
+
+    from lesionlens.data.synth import MELANOMA_FEATURES
+    from lesionlens.explain.evaluation.data import load_eval_images
+    from lesionlens.explain.evaluation.runner import parse_methods
+    from lesionlens.training.models import spec_of_model
+    from lesionlens.training.rundir import load_run
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--recipes", default="")
+    parser.add_argument("--save", type=Path, required=True)
+    args = parser.parse_args()
+
+    model, meta = load_run(args.out / args.arch / "run")
+    spec = spec_of_model(model)
+    data = load_eval_images(args.out / "synth-heldout", meta.preprocessing, meta.classes, 120, seed=0)
+    positive = meta.positive_index
+    with torch.no_grad():
+        called = model(torch.from_numpy(data.images)).argmax(1).numpy()
+    rich = [i for i in range(len(data.labels)) if data.labels[i] == positive and called[i] == positive
+            and sum(name in data.feature_masks and data.feature_masks[name][i].any() for name in MELANOMA_FEATURES) >= 3]
+    i = rich[args.index]
+    rgb = data.rgb[i]
+    features = np.zeros(rgb.shape[:2], bool)
+    big = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    outlined = big.copy()
+    colours = [(0, 90, 255), (0, 200, 0), (255, 0, 255), (0, 230, 230), (255, 140, 0), (120, 0, 200), (255, 255, 0)]
+    named = []
+    for colour, name in zip(colours, MELANOMA_FEATURES):
+        mask = data.feature_masks.get(name)
+        if mask is None or not mask[i].any():
+            continue
+        features |= mask[i]
+        contours, _ = cv2.findContours(cv2.resize(mask[i].astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST),
+                                       cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(outlined, contours, -1, colour, 1)
+        named.append(name.replace("_", " "))
+    panels = [_titled(big, f"melanoma ({data.paths[i].name})", "the photo"),
+              _titled(outlined, "melanoma features (generator)", ", ".join(named))]
+    names = ["lrp"] + [f"lrp:{r}" for r in args.recipes.split(",") if r] + ["gradient", "input_x_gradient", "gradcam"]
+    x = torch.from_numpy(data.images[i:i + 1])
+    target = torch.tensor([positive])
+    for method in parse_methods(names, spec, 0):
+        heat = method.compute(model, x, target, 1).heatmaps[0].numpy()
+        evidence = np.clip(heat, 0, None) if method.signed_evidence else np.abs(heat)
+        share = float(evidence[features].sum() / evidence.sum()) if evidence.sum() > 0 else None
+        shown = heat if method.signed_evidence else np.abs(heat)
+        title = method.name if method.name != "lrp" else f"lrp ({spec.composite}, default)"
+        panels.append(_panel(rgb, shown, title, share))
+    rows = [np.hstack(panels[k:k + 4] + [np.full_like(panels[0], 255)] * (4 - len(panels[k:k + 4])))
+            for k in range(0, len(panels), 4)]
+    from lesionlens.explain.render import png_bytes
+
+    args.save.parent.mkdir(parents=True, exist_ok=True)
+    args.save.write_bytes(png_bytes(np.vstack(rows)))
+    print(f"{args.save}: {data.paths[i]}")
+
+
+if __name__ == "__main__":
+    main()
