@@ -92,9 +92,13 @@ def figure(rgb: np.ndarray, heatmap: np.ndarray, *, title: str, target_label: st
     """The picture a person reads: the image and the overlay side by side at `size` px, a title,
     optional notes, and the colour bar (for signed maps; a non-negative map such as Grad-CAM or
     attention gets a one-sided bar)."""
+    import textwrap
+
     image = _upscale(cv2.resize(rgb, heatmap.shape[::-1], interpolation=cv2.INTER_AREA), size)
     scale = colour_scale(heatmap)
     mapped = overlay(image, _upscale(heatmap.astype(np.float32), size), scale=scale)
+    # a note wider than the figure is wrapped, not cut (Hershey at 0.4: about 7 px a character)
+    notes = [line for note in notes for line in textwrap.wrap(note, max(20, (2 * size + 8 - 12) // 7))]
     top = np.full((24 + 16 * len(notes), 2 * size + 8, 3), 255, np.uint8)
     _text(top, title, 6, 17, 0.5)
     for i, note in enumerate(notes):

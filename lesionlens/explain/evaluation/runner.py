@@ -11,8 +11,8 @@ For each method (the architecture's own, plus the reference maps of references.p
   of the lesion, on the skin and on the artifact (four regions that partition the image);
 - Explanation Infidelity and Max-Sensitivity (Yeh et al. 2019; captum) on the first
   `sensitivity_n` images (both re-run the method per perturbation: the expensive part);
-- blockiness: the map's spectral power on the harmonics of the stem's stride, against an even
-  spectrum (metrics.blockiness): squares and dot grids, not lesion structure;
+- blockiness: the map's spectral power on the harmonics of the stem's stride against the
+  frequencies beside them (metrics.blockiness): squares and dot grids, not lesion structure;
 - totals: how often the heatmap's total has the sign of the explained logit;
 - class sensitivity: the Spearman correlation between the maps of the predicted class and the
   runner-up class;
