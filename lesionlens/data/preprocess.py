@@ -78,6 +78,12 @@ class PreprocessSpec:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
+    def input_bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The lowest and highest normalised value per RGB channel (pixels 0 and 1): the box
+        LRP's z-box rule needs."""
+        return (tuple(-m / s for m, s in zip(self.mean, self.std)),
+                tuple((1 - m) / s for m, s in zip(self.mean, self.std)))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

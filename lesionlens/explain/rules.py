@@ -159,10 +159,9 @@ def input_bounds(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
     (`model.lesionlens_input_bounds`); a model made elsewhere gets ImageNet's normalisation."""
     bounds = getattr(model, "lesionlens_input_bounds", None)
     if bounds is None:
-        from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+        from ..data.preprocess import PreprocessSpec
 
-        bounds = (tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)),
-                  tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)))
+        bounds = PreprocessSpec().input_bounds()  # ImageNet's mean and std, the spec's defaults
     return bounds
 
 

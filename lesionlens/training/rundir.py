@@ -272,10 +272,8 @@ def load_run(run: "Path | str | RunDir", device: str = "cpu"):
     run.verify_weights(meta)
     model = apply_revision(create_model(meta.arch, len(meta.classes)), meta.revision)
     load_weights(model, run.weights, meta.arch)
-    spec = meta.preprocessing
-    # the normalised input's range (pixels 0 and 1), for LRP's z-box rule (explain/rules.py)
-    model.lesionlens_input_bounds = (tuple(-m / s for m, s in zip(spec.mean, spec.std)),
-                                     tuple((1 - m) / s for m, s in zip(spec.mean, spec.std)))
+    # the normalised input's range, for LRP's z-box rule (explain/rules.py)
+    model.lesionlens_input_bounds = meta.preprocessing.input_bounds()
     return model.to(device).eval(), meta
 
 
