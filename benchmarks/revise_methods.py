@@ -5,6 +5,9 @@ of the image, and held-out ROC-AUC and sensitivity at the run's threshold.
 
     .venv/bin/python benchmarks/revise_methods.py [--out out] [--arch resnet50] [--methods augment,frame,pclarc,rrclarc]
 
+`frame+edits` is the frame normalisation with augment's counterfactual edits as well
+(`run_revise(..., edits=True)`): what the edits add to it.
+
 Needs a finished main job in --out (its run, its audit, synth-train, synth-heldout). Writes each
 revised run to OUT/ARCH/revise-METHOD/ (the main job's own revision, OUT/ARCH/revised/, and its
 audit are reused for its method) and prints one table row per method (the parent first); the
@@ -20,10 +23,13 @@ import time
 from pathlib import Path
 
 
-def _area(row: dict) -> str:
-    """The ring's share of the image, from the comparison row's subject ("... covers 23% ...")."""
-    found = re.search(r"covers (\d+%)", row["subject"])
-    return found.group(1) if found else "?"
+def _area(row: dict, before: bool) -> str:
+    """The ring's share of the image as the model saw it, from the comparison row's subject
+    ("covers 23% of the image", or "covers 23% of the image before, 2% after")."""
+    found = re.search(r"covers (\d+%) of the image(?: before, (\d+%) after)?", row["subject"])
+    if not found:
+        return "?"
+    return found.group(1) if before or not found.group(2) else found.group(2)
 
 
 def _row(name: str, audit: dict, before: bool, metrics: dict, seconds: float) -> str:
@@ -41,7 +47,7 @@ def _row(name: str, audit: dict, before: bool, metrics: dict, seconds: float) ->
     auc = metrics.get("positive_roc_auc", metrics.get("roc_auc"))
     sens = metrics.get("sensitivity")
     worst = max(styles, key=styles.get)
-    on_ring = "n/a" if relevance is None else f"{100 * relevance[pick]:.0f}% (of {_area(relevance)})"
+    on_ring = "n/a" if relevance is None else f"{100 * relevance[pick]:.0f}% (of {_area(relevance, before)})"
     text = (f"| {name} | {100 * max(styles.values()):.0f}% ({worst}) | "
             + " / ".join(f"{100 * v:.0f}" for v in styles.values()) + "% | "
             + f"{paste:+.3f} | {on_ring} | {auc:.3f} | {sens if sens is None else f'{sens:.2f}'} | {seconds:.0f} s |")
@@ -63,15 +69,17 @@ def main() -> None:
     lines = ["| model | worst style, newly flagged | circle / corners / bands / grey / soft | ring paste: mean change of P(melanoma) | melanoma relevance on the ring | held-out ROC-AUC | held-out sensitivity | revise time |",
              "|---|---|---|---|---|---|---|---|"]
     first = True
-    for method in args.methods.split(","):
-        target = out / arch / f"revise-{method}"
+    for name in args.methods.split(","):
+        method, edits = (name[:-len("+edits")], True) if name.endswith("+edits") else (name, False)
+        target = out / arch / f"revise-{name}"
         main_job = out / arch / "revised"  # the main job's revision, with its default method
         if not (target / "model.json").is_file() and (main_job / "model.json").is_file() and \
-                json.loads((main_job / "model.json").read_text())["revision"]["method"] == method:
+                json.loads((main_job / "model.json").read_text())["revision"]["method"] == method and not edits:
             target = main_job
         started = time.perf_counter()
         if not (target / "model.json").is_file():
-            run_revise(parent, out / "synth-train", target, method, progress=lambda what: print(f"  {method}: {what}"))
+            run_revise(parent, out / "synth-train", target, method, edits=edits,
+                       progress=lambda what: print(f"  {name}: {what}"))
             seconds = time.perf_counter() - started
         else:
             seconds = json.loads((target / "revision.json").read_text())["seconds"]
@@ -86,7 +94,7 @@ def main() -> None:
             parent_metrics = json.loads((out / arch / "heldout-metrics.json").read_text())
             lines.append(_row(f"{arch} (parent)", audit, True, parent_metrics, 0))
             first = False
-        lines.append(_row(f"{method}", audit, False, metrics, seconds))
+        lines.append(_row(name, audit, False, metrics, seconds))
         print("\n".join(lines), flush=True)
 
 

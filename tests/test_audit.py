@@ -228,3 +228,41 @@ def test_revise_removes_the_frame_shortcut_and_a_ruler_found_through_its_column(
     shift = next(r for r in compared["comparison"]["rows"] if r["kind"] == "counterfactual_paste")
     print(f"ruler: paste shift {shift['before']:.3f} -> {shift['after']:.3f}")
     assert shift["flagged_before"] and shift["after"] < shift["before"] / 2 and not shift["flagged_after"]
+
+
+def test_compare_matches_relevance_rows_by_class_when_the_visible_artifact_shrinks():
+    """Under frame normalisation the revised model sees only the ring's remnant inside its field:
+    the relevance row must still pair with the parent's, naming both areas."""
+    from lesionlens.audit.compare import compare_findings
+
+    def relevance(share: float, area: float, n: int) -> dict:
+        return {"kind": "artifact_relevance", "flagged": False, "evidence": {"per_class": {
+            "benign": {"images_with_artifact": 0, "relevance_share": {"mean": None}, "area_share": None},
+            "melanoma": {"images_with_artifact": n, "relevance_share": {"mean": share}, "area_share": area}}}}
+
+    rows = compare_findings([relevance(0.69, 0.229, 45)], [relevance(0.01, 0.019, 11)], "a", "b")["rows"]
+    assert len(rows) == 1 and rows[0]["before"] == 0.69 and rows[0]["after"] == 0.01
+    assert rows[0]["subject"].startswith("melanoma:") and "23% of the image before, 2% after" in rows[0]["subject"]
+    same = compare_findings([relevance(0.69, 0.229, 45)], [relevance(0.1, 0.231, 45)], "a", "b")["rows"]
+    assert same[0]["subject"] == "melanoma: relevance on the artifact (it covers 23% of the image)"
+
+
+def test_frame_style_figure_names_each_style_and_its_effect(tmp_path):
+    """The audit's frame_paste_styles.png: the photo as it was and every style, each large enough
+    to see, with its name and share newly flagged written under it (it was a bare 96-px strip)."""
+    from lesionlens.audit.paste_test import TILE, frame_paste_findings
+    from lesionlens.data.frames import FRAME_STYLES
+    from lesionlens.data.preprocess import PreprocessSpec
+
+    generate(tmp_path / "h", n=16, size=64, seed=73, aspect="4:3", progress=False)
+
+    def probabilities(images):
+        dark = np.array([float(im.mean() < 120) for im in images])  # a frame darkens the photo
+        return np.stack([1 - dark, dark], 1)
+
+    findings, figure = frame_paste_findings(probabilities, lambda p: p[:, 1] > 0.5, PreprocessSpec(size=64),
+                                            tmp_path / "h", ["benign", "melanoma"], 1)
+    assert [f["evidence"]["style"] for f in findings] == list(FRAME_STYLES)
+    assert figure.shape[1] == (len(FRAME_STYLES) + 1) * (TILE + 4) and figure.shape[0] > TILE
+    caption = figure[TILE:, :TILE]
+    assert (caption < 128).any() and (figure[TILE:, -TILE:] < 128).any()  # text under the first and last tile

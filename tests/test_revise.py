@@ -37,6 +37,8 @@ def test_every_method_writes_a_run_that_loads_exports_and_explains(method, revis
     details = json.loads((run / "revision.json").read_text())
     assert details["artifact"]["carrying"] > 0 and details["validation"]["threshold"] is not None
     assert (meta.preprocessing.frame > 0) == (method == "frame")
+    # the fine-tuning methods record whether the counterfactual edits were on (the frame: off by default)
+    assert meta.revision.get("edits") == {"augment": True, "frame": False}.get(method)
     if method in ("pclarc", "rrclarc"):
         assert meta.revision["layer"] == "bn2" and details["concept_vector"]["channels"] > 0
     report = export_run(run, tmp_path / "onnx")

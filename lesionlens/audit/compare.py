@@ -10,26 +10,38 @@ COMPARED = ("counterfactual_paste", "counterfactual_remove", "frame_paste_style"
 
 
 def _rows(findings: list[dict]) -> dict:
+    """{(kind, subject or class): (value, measure, flagged, the artifact's area share or None)}."""
     out = {}
     for f in findings:
         if f["kind"] == "artifact_relevance":
             for name, v in f["evidence"]["per_class"].items():
                 if v["images_with_artifact"]:
-                    subject = f"{name}: relevance on the artifact (it covers {100 * v['area_share']:.0f}% of the image)"
-                    out[("artifact_relevance", subject)] = (v["relevance_share"]["mean"], "share of positive relevance",
-                                                            False)
+                    # keyed by class alone: the region is the artifact as each model sees it, so
+                    # its area differs under a revision's frame normalisation (the normalised
+                    # frame covers most of the ring), and the subject says both areas
+                    out[("artifact_relevance", name)] = (v["relevance_share"]["mean"], "share of positive relevance",
+                                                         False, v["area_share"])
         elif f["kind"] in COMPARED:
-            out[(f["kind"], f["subject"])] = (f["effect_size"], f["effect_measure"], f["flagged"])
+            out[(f["kind"], f["subject"])] = (f["effect_size"], f["effect_measure"], f["flagged"], None)
     return out
+
+
+def _subject(key: tuple, area_before: Optional[float], area_after: Optional[float]) -> str:
+    if key[0] != "artifact_relevance":
+        return key[1]
+    if area_before is not None and area_after is not None and round(100 * area_before) != round(100 * area_after):
+        return (f"{key[1]}: relevance on the artifact (it covers {100 * area_before:.0f}% of the image before, "
+                f"{100 * area_after:.0f}% after: the part the revised model's preprocessing leaves visible)")
+    return f"{key[1]}: relevance on the artifact (it covers {100 * area_after:.0f}% of the image)"
 
 
 def compare_findings(before: list[dict], after: list[dict], before_run: str, after_run: str) -> dict:
     old, new = _rows(before), _rows(after)
     rows = []
     for key in [k for k in new if k in old]:
-        (b, measure, fb), (a, _, fa) = old[key], new[key]
-        rows.append({"kind": key[0], "subject": key[1], "measure": measure, "before": b, "after": a,
-                     "flagged_before": fb, "flagged_after": fa})
+        (b, measure, fb, area_b), (a, _, fa, area_a) = old[key], new[key]
+        rows.append({"kind": key[0], "subject": _subject(key, area_b, area_a), "measure": measure, "before": b,
+                     "after": a, "flagged_before": fb, "flagged_after": fa})
     return {"before": before_run, "after": after_run, "rows": rows}
 
 

@@ -45,6 +45,22 @@ def _recipients(heldout: Path, spec, classes: list[str], index: int, n: int, see
     return chosen
 
 
+TILE = 160  # pixels per image in the figure: the model's input (64-96 px) is too small to read
+
+
+def _captioned(tile: np.ndarray, title: str, value: str) -> np.ndarray:
+    """The model's input as the model saw it, enlarged, with the style and its effect below (the
+    strip of bare images said neither)."""
+    import cv2
+
+    big = cv2.resize(tile, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
+    band = np.full((40, TILE, 3), 255, np.uint8)
+    for row, text in ((16, title), (34, value)):
+        cv2.putText(band, text, (6, row), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    gap = np.full((TILE + 40, 4, 3), 255, np.uint8)
+    return np.concatenate([np.concatenate([big, band], 0), gap], 1)
+
+
 def frame_paste_findings(probabilities, decisions, spec, heldout: Path, classes: list[str], index: int,
                          n: int = 200, seed: int = 0) -> tuple[list[dict], Optional[np.ndarray]]:
     """`probabilities(list of (S, S, 3) uint8) -> (n, K)`, `decisions(probs) -> bool (n,)`.
@@ -53,16 +69,16 @@ def frame_paste_findings(probabilities, decisions, spec, heldout: Path, classes:
     if not photos:
         return [], None
     before = decisions(probabilities([resize_to_spec(p, spec) for p in photos]))
-    findings, tiles = [], [resize_to_spec(photos[0], spec)]
+    findings, tiles = [], [_captioned(resize_to_spec(photos[0], spec), "as it was", f"{before.mean():.0%} flagged")]
     for s, style in enumerate(FRAME_STYLES):
         painted = []
         for i, photo in enumerate(photos):
             img = photo.astype(np.float32)
             draw_frame(np.random.default_rng([seed, s, i]), img, style)
             painted.append(resize_to_spec(np.clip(img, 0, 255).astype(np.uint8), spec))
-        tiles.append(painted[0])
         after = decisions(probabilities(painted))
         newly = bootstrap_ci((after & ~before).astype(float), seed=seed)
+        tiles.append(_captioned(painted[0], style, f"{newly['mean']:.0%} newly flagged"))
         findings.append({
             "kind": "frame_paste_style", "subject": f"{style} frame painted on held-out images of other classes",
             "p_value": None, "effect_size": newly["mean"], "effect_measure": f"share newly called {classes[index]}",
