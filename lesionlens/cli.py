@@ -170,12 +170,13 @@ def _cmd_audit(args) -> int:
 
 
 def _cmd_revise(args) -> int:
-    from .revise import run_revise
+    from .revise import DEFAULT_METHOD, run_revise
 
+    method = args.method or DEFAULT_METHOD  # one source for the default: the revise package's
     say = (lambda what: None) if args.quiet else (lambda what: print(f"revise: {what}", file=sys.stderr))
-    out = run_revise(Path(args.run), Path(args.data), Path(args.out), args.method, artifact=args.artifact,
+    out = run_revise(Path(args.run), Path(args.data), Path(args.out), method, artifact=args.artifact,
                      layer=args.layer, epochs=args.epochs, seed=args.seed, progress=say)
-    print(f"revised run: {out} (method {args.method}, artifact {args.artifact}); audit it with "
+    print(f"revised run: {out} (method {method}, artifact {args.artifact}); audit it with "
           f"`lesionlens audit --data DATA --run {out} --compare {args.run} --out {out}/audit`")
     return EXIT_OK
 
@@ -361,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="the run directory to revise (it is not changed)")
     p.add_argument("--data", required=True, help="the run's training data (its masks or metadata name the artifact)")
     p.add_argument("--out", required=True, help="the new run directory")
-    p.add_argument("--method", default="augment", choices=["augment", "frame", "pclarc", "rrclarc"],
+    p.add_argument("--method", choices=["augment", "frame", "pclarc", "rrclarc"],
                    help="default augment: the one the measurements chose (README)")
     p.add_argument("--artifact", default="ring", help="ring (masks or the frame detector) or COLUMN=VALUE")
     p.add_argument("--layer", help="P-ClArC / RR-ClArC layer (default: the architecture's last feature map)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from ..data.frames import FRAME_STYLES, draw_frame
@@ -51,8 +52,6 @@ TILE = 160  # pixels per image in the figure: the model's input (64-96 px) is to
 def _captioned(tile: np.ndarray, title: str, value: str) -> np.ndarray:
     """The model's input as the model saw it, enlarged, with the style and its effect below (the
     strip of bare images said neither)."""
-    import cv2
-
     big = cv2.resize(tile, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
     band = np.full((40, TILE, 3), 255, np.uint8)
     for row, text in ((16, title), (34, value)):
