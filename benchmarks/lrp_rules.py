@@ -26,7 +26,8 @@ CANDIDATES = {
 }
 CANDIDATES["attention_resnet50"] = CANDIDATES["resnet50"]
 REFERENCES = ["gradient", "input_x_gradient", "gradcam"]
-COLUMNS = ("feature_share_melanoma_features", "feature_share_skin", "feature_share_artifact", "blockiness",
+COLUMNS = ("feature_share_melanoma_features", "feature_share_melanoma_features_displayed", "feature_share_skin",
+           "feature_share_artifact", "blockiness", "blockiness_displayed",
            "mass_accuracy_lesion", "total_sign_agrees")
 
 

@@ -1,7 +1,8 @@
 """One held-out melanoma of the main job beside what the generator knows about it and what each
-map says: the photo, its melanoma-feature masks (outlined, named), LRP with the default rules and
-with any other recipes asked for, the plain gradient, input x gradient and Grad-CAM, each with
-the share of its positive evidence on the melanoma features. The figure the README shows.
+map says: the photo, its melanoma-feature masks (outlined, named), LRP with the default rules as
+the product draws it (smoothed over the input grid: render.display_map) and raw, LRP with any other
+recipes asked for, the plain gradient, input x gradient and Grad-CAM, each with the share of its
+positive evidence (as drawn) on the melanoma features. The figure the README shows.
 
     .venv/bin/python scripts/melanoma_figure.py [--out out] [--arch resnet50] [--index K]
         [--recipes epsilon_shared+first=wsquare,...] --save docs/img/melanoma-features.png
@@ -42,7 +43,8 @@ def main() -> None:
 
     from lesionlens.data.synth import MELANOMA_FEATURES
     from lesionlens.explain.evaluation.data import load_eval_images
-    from lesionlens.explain.evaluation.runner import parse_methods
+    from lesionlens.explain.evaluation.runner import as_drawn, parse_methods
+    from lesionlens.explain.input_grid import stem_stride
     from lesionlens.training.models import spec_of_model
     from lesionlens.training.rundir import load_run
 
@@ -83,13 +85,21 @@ def main() -> None:
     names = ["lrp"] + [f"lrp:{r}" for r in args.recipes.split(",") if r] + ["gradient", "input_x_gradient", "gradcam"]
     x = torch.from_numpy(data.images[i:i + 1])
     target = torch.tensor([positive])
+    grid = stem_stride(model)
+
+    def add(heat: np.ndarray, signed: bool, title: str) -> None:
+        evidence = np.clip(heat, 0, None) if signed else np.abs(heat)
+        share = float(evidence[features].sum() / evidence.sum()) if evidence.sum() > 0 else None
+        panels.append(_panel(rgb, heat if signed else np.abs(heat), title, share))
+
     for method in parse_methods(names, spec, 0):
         heat = method.compute(model, x, target, 1).heatmaps[0].numpy()
-        evidence = np.clip(heat, 0, None) if method.signed_evidence else np.abs(heat)
-        share = float(evidence[features].sum() / evidence.sum()) if evidence.sum() > 0 else None
-        shown = heat if method.signed_evidence else np.abs(heat)
-        title = method.name if method.name != "lrp" else f"lrp ({spec.composite}, default)"
-        panels.append(_panel(rgb, shown, title, share))
+        # drawn as the product draws it: smoothed over the input grid (Grad-CAM as it is); a map
+        # whose sign means nothing (the gradient) as |map|, smoothed (explain-eval's as_drawn)
+        drawn = heat if method.kind == "gradcam" else as_drawn(heat[None], method.signed_evidence, grid)[0]
+        add(drawn, method.signed_evidence, method.name if method.name != "lrp" else f"lrp ({spec.composite}), as shown")
+        if method.name == "lrp":
+            add(heat, True, f"lrp raw ({grid}-px grid, not smoothed)")
     rows = [np.hstack(panels[k:k + 4] + [np.full_like(panels[0], 255)] * (4 - len(panels[k:k + 4])))
             for k in range(0, len(panels), 4)]
     from lesionlens.explain.render import png_bytes

@@ -132,6 +132,8 @@ def test_fast_crp_equals_zennit_crp(random_runs, arch):
     with Explainer(model, "crp", concepts=6, engine="zennit") as explainer:
         reference = explainer.explain(x, targets.tolist())
     assert fast[0].info["engine"] == "fast" and reference[0].info["engine"] == "zennit"
+    # what the figures smooth the map over: the stem's stride (render.display_map)
+    assert fast[0].info["input_grid"] == {"resnet50": 4, "attention_resnet50": 4, "efficientnet_b0_relu": 2}[arch]
     cosine = torch.nn.functional.cosine_similarity
     heat = lambda es: torch.from_numpy(np.stack([e.heatmap for e in es])).flatten(1)  # noqa: E731
     assert cosine(heat(fast), heat(reference)).min() >= 0.9999

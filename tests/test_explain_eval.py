@@ -226,8 +226,80 @@ def test_blockiness_sees_a_grid_at_the_stride_and_not_lesion_structure():
 
 
 def test_stem_stride_is_the_grid_of_the_bottom_layers():
-    from lesionlens.explain.evaluation.runner import stem_stride
+    from lesionlens.explain.input_grid import stem_stride
     from lesionlens.training.models import create_model
 
     assert stem_stride(create_model("resnet50", 2)) == 4  # 7x7 conv stride 2, then max-pool stride 2
     assert stem_stride(create_model("efficientnet_b0_relu", 2)) == 2
+
+
+def test_maps_are_drawn_smoothed_over_the_input_grid_keeping_their_total_and_their_place():
+    """render.display_map: the flat rule's squares and the stride-2 stem's dots (below the input
+    grid, set by the rule, not the model) become blobs without moving the evidence."""
+    import cv2
+
+    from lesionlens.explain.render import display_map, smoothing_note
+
+    rng = np.random.default_rng(1)
+    squares = np.zeros((6, 96, 96), np.float32)
+    for b in range(6):
+        for _ in range(12):
+            y, x = rng.integers(4, 21, 2) * 4
+            squares[b, y:y + 7, x:x + 7] += rng.random()
+    drawn = np.stack([display_map(m, 4) for m in squares])
+    assert metrics.blockiness(squares, 4).mean() > 1.45 and metrics.blockiness(drawn, 4).mean() < 1.0
+    assert np.allclose(drawn.reshape(6, -1).sum(1), squares.reshape(6, -1).sum(1), rtol=1e-3)
+    # the evidence stays where it was: its centre of mass moves by less than a pixel
+    ys, xs = np.mgrid[:96, :96]
+    for a, b in zip(squares, drawn):
+        assert abs((a * ys).sum() / a.sum() - (b * ys).sum() / b.sum()) < 1.0
+        assert abs((a * xs).sum() / a.sum() - (b * xs).sum() / b.sum()) < 1.0
+    smooth = cv2.GaussianBlur(rng.standard_normal((96, 96)).astype(np.float32), (0, 0), 4)
+    dots = np.zeros((1, 96, 96), np.float32)
+    dots[0, ::2, ::2] = np.clip(smooth[::2, ::2], 0, None)
+    # the dot grid: its power at the stride's harmonic (Nyquist) falls to a 1000th of the map's;
+    # blockiness, a ratio to the bins beside, stays near 2 there (both are nearly empty)
+    def on_grid(m):
+        power = np.abs(np.fft.fft2(m - m.mean())) ** 2
+        return (power[48].sum() + power[:, 48].sum()) / power.sum()
+
+    assert metrics.blockiness(dots, 2)[0] > 3 and on_grid(dots[0]) > 0.3
+    assert on_grid(display_map(dots[0], 2)) < 1e-3
+    one = squares[0]
+    assert display_map(one, None) is one and display_map(one, 1) is one
+    assert "4-px input grid" in smoothing_note(4) and smoothing_note(None) == ""
+
+
+def test_a_gradient_is_drawn_as_its_magnitude_smoothed_and_a_signed_map_as_it_is():
+    """explain-eval's "as drawn" scores: a checkerboard of +-1 (a gradient's alternating signs) is
+    all evidence as |map|, smoothed; smoothing the signed map would cancel it to nothing."""
+    from lesionlens.explain.evaluation.runner import as_drawn
+
+    board = np.where(np.add.outer(np.arange(32), np.arange(32)) % 2 == 0, 1.0, -1.0).astype(np.float32)[None]
+    unsigned, signed = as_drawn(board, False, 4), as_drawn(board, True, 4)
+    assert np.allclose(unsigned, 1.0, atol=1e-3) and np.abs(signed).max() < 0.05
+    assert np.array_equal(as_drawn(board, True, 1), board)  # no grid: drawn as computed
+
+
+def test_figures_draw_relevance_smoothed_and_say_so_while_gradcam_is_drawn_as_it_is():
+    from lesionlens.explain.api import Explanation
+    from lesionlens.explain.files import figure_for
+
+    rgb = np.full((96, 96, 3), 128, np.uint8)  # plain: only the overlay changes along a row
+    heatmap = np.zeros((96, 96), np.float32)
+    heatmap[40:47, 40:47] = 1.0
+    prediction = {"label": "melanoma", "index": 1, "probabilities": {"benign": 0.2, "melanoma": 0.8}}
+    lrp = Explanation(heatmap, "lrp", 1, "melanoma", prediction, info={"input_grid": 4})
+    cam = Explanation(heatmap, "gradcam", 1, "melanoma", prediction, info={"input_grid": 4})
+    raw = Explanation(heatmap, "lrp", 1, "melanoma", prediction, info={})
+    smoothed, plain, unsmoothed = figure_for(lrp, rgb), figure_for(cam, rgb), figure_for(raw, rgb)
+    # the bar has one more line for the smoothing note; Grad-CAM's and an unknown grid's do not
+    assert smoothed.shape[0] == unsmoothed.shape[0] + 14 and plain.shape[0] <= unsmoothed.shape[0]
+    # the overlay: the smoothed square's edge is soft, the raw one's sharp
+    from lesionlens.explain.render import READABLE, figure
+
+    bodies = [figure(rgb, heatmap, title="t", target_label="melanoma", grid=g)[24:24 + READABLE, READABLE + 8:]
+              for g in (4, None)]
+    row = READABLE * 43 // 96  # a row through the square
+    soft, sharp = (np.abs(np.diff(b[row].astype(int), axis=0)).max() for b in bodies)
+    assert soft < sharp

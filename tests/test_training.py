@@ -142,29 +142,3 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path):
     assert "no images found" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("evaluate", str(tmp_path / "nothing"), "--data", str(tmp_path / "one"))
     assert result.returncode == 2 and "not a finished run" in result.stderr and "Traceback" not in result.stderr
-
-
-@pytest.mark.slow
-def test_model_learns_and_evaluate_scores_held_out_data(tmp_path):
-    """The pipeline learns, not just runs: ROC-AUC >= 0.9 on held-out patients after a short
-    CPU run, then `evaluate` on a separately generated set with a broken file in it."""
-    from lesionlens.data.synth import generate
-
-    generate(tmp_path / "train", n=800, size=64, seed=10, progress=False)
-    generate(tmp_path / "heldout", n=200, size=64, seed=11, progress=False)
-    (tmp_path / "heldout" / "melanoma" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    run = train(TrainConfig(data=str(tmp_path / "train" / "metadata.csv"), arch="resnet50",
-                            out=str(tmp_path / "run"), epochs=10, image_size=64, batch_size=32,
-                            lr=1e-3, progress=False))
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["val"]["roc_auc"] >= 0.9, metrics["val"]
-    result = run_cli("evaluate", str(run), "--data", str(tmp_path / "heldout"), "--out", str(tmp_path / "m.json"), "--quiet")
-    assert result.returncode == 1, result.stderr  # one unreadable file: partial
-    assert "broken.png" in result.stderr
-    held = json.loads((tmp_path / "m.json").read_text())
-    assert held["n"] == 200 and held["skipped_unreadable"] == 1
-    assert held["roc_auc"] >= 0.85, held
-    # the ISIC challenge's numbers ride along; for two classes its AUC is the positive class's
-    isic = held["isic"]
-    assert isic["per_class"]["melanoma"]["auc"] == pytest.approx(held["positive_roc_auc"])
-    assert 0.18 < isic["partial_auc_above_80_sensitivity"] <= 1 and 0.5 < isic["balanced_multiclass_accuracy"] <= 1

@@ -95,8 +95,8 @@ def _relevance_share(maps: np.ndarray, regions: np.ndarray, labels: np.ndarray, 
     return per_class
 
 
-def _spray(maps, labels, regions, classes, rgb, seed) -> tuple[list[dict], dict]:
-    from ..explain.render import overlay
+def _spray(maps, labels, regions, classes, rgb, seed, grid: int = None) -> tuple[list[dict], dict]:
+    from ..explain.render import display_map, overlay
 
     has = regions.reshape(len(regions), -1).any(1)
     findings, figures = [], {}
@@ -111,7 +111,8 @@ def _spray(maps, labels, regions, classes, rgb, seed) -> tuple[list[dict], dict]
             purity = float(has[members].mean())
             flagged = bool(len(members) >= 5 and purity >= 0.8 and purity > base_rate + 0.2)
             figure = f"spray_{class_slug(k, name)}_{int(c)}.png"  # never the raw name: it is data
-            tiles = [np.concatenate([rgb[i], overlay(rgb[i], maps[i])], 0) for i in members[:8]]
+            # drawn like every figure (smoothed over the input grid); clustered on the raw maps
+            tiles = [np.concatenate([rgb[i], overlay(rgb[i], display_map(maps[i], grid))], 0) for i in members[:8]]
             figures[figure] = np.concatenate(tiles, 1)
             findings.append({"kind": "spray_cluster", "subject": f"{name} heatmaps, cluster {int(c)}",
                              "p_value": None, "effect_size": purity, "effect_measure": "share of artifact images",
@@ -243,7 +244,8 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
                                         "regions": source},
                            "flagged": False})
     step("SpRAy")
-    findings, figures = _spray(maps, data_images.labels, regions, meta.classes, data_images.rgb, seed)
+    findings, figures = _spray(maps, data_images.labels, regions, meta.classes, data_images.rgb, seed,
+                               explainer.input_grid)
     audit.findings += findings
     audit.figures.update(figures)
     timings["SpRAy"] = time.perf_counter() - start

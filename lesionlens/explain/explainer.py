@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ExplainError
+from .input_grid import stem_stride
 from .methods import LRP_METHODS, METHODS
 from .rules import get_recipe
 
@@ -65,6 +66,7 @@ class Explainer:
                 raise ExplainError(f"the fast engine does not implement {missing} (composite {self.composite!r}); "
                                    "use engine='zennit'")
         self.layer = layer or self.spec.default_concept_layer
+        self.input_grid = stem_stride(model)  # what the figures smooth the map over (render.display_map)
         if share is not None:
             if method not in LRP_METHODS or share.method not in LRP_METHODS \
                     or share.engine != self.engine or share.composite != self.composite or share.closed:
@@ -181,7 +183,7 @@ class Explainer:
                 concepts=result.concepts[i] if result.concepts else [],
                 info=dict({k: v for k, v in result.info.items() if k not in PER_IMAGE_INFO},
                           **{k: result.info[k][i] for k in PER_IMAGE_INFO if k in result.info},
-                          arch=self.spec.name,
+                          arch=self.spec.name, input_grid=self.input_grid,
                           **({"composite": self.composite} if self.method in LRP_METHODS else {})),
             ))
         return explanations

@@ -112,8 +112,17 @@ def figure_for(explanation: Explanation, rgb: np.ndarray) -> np.ndarray:
     region = explanation.info.get("regions")
     if region is not None:
         image = _outline(rgb, np.asarray(region, dtype=bool), heatmap.shape)
+    signed = explanation.method not in ("gradcam", "attention")
     return figure(image, heatmap, title=METHOD_TITLES[explanation.method].format(label=label),
-                  target_label=label, notes=tuple(notes), signed=explanation.method not in ("gradcam", "attention"))
+                  target_label=label, notes=tuple(notes), signed=signed, grid=_grid(explanation))
+
+
+def _grid(explanation: Explanation) -> Optional[int]:
+    """The input grid a relevance map is smoothed over for drawing (render.display_map). Grad-CAM
+    and attention maps are upsampled from a coarse map already: drawn as they are."""
+    if explanation.method in ("gradcam", "attention"):
+        return None
+    return explanation.info.get("input_grid")
 
 
 def concept_share_text(concept, label: str) -> str:
@@ -142,7 +151,7 @@ def concept_figure(explanation: Explanation, concept, rgb: np.ndarray, name: Opt
         notes += (f"on its top training images: {label(name)}",)
     return figure(rgb, concept.heatmap.cpu().numpy(),
                   title=f"concept {concept.layer}:{concept.channel}{inside}", target_label=explanation.target_label,
-                  notes=notes)
+                  notes=notes, grid=_grid(explanation))
 
 
 def _outline(rgb: np.ndarray, region: np.ndarray, shape) -> np.ndarray:

@@ -7,6 +7,31 @@ import numpy as np
 
 
 CLIP_PERCENTILE = 99.5
+FADE = 0.1  # overlay: below this share of the colour scale the tint fades out (see overlay)
+
+
+def display_map(heatmap: np.ndarray, grid: int = None) -> np.ndarray:
+    """The map as every figure draws it: smoothed with a Gaussian of sigma = grid / 2 px, where
+    `grid` is the stride of the network's first layers (input_grid.stem_stride: 4 px on the
+    ResNets, 2 on EfficientNet). Below that grid an LRP map's pattern is the input rule's, not
+    the model's: the flat rule stamps a 7x7 square under each ResNet stem unit that won its
+    max-pool window, and EfficientNet's stride-2 stem leaves a dot every 2 px. Smoothing over
+    the grid turns those into the blobs the evidence forms; measured on the main job's held-out
+    melanomas, it keeps the share on the melanoma features (docs/explanation-choice.md). The
+    kernel sums to 1, so the map's total is kept (up to what leaves at the border: reflected).
+    No grid (None, 0, 1): the map unchanged. Arrays and numbers (JSON, explain-eval's other
+    scores) are always the raw map's."""
+    if not grid or grid < 2:
+        return heatmap
+    sigma = grid / 2
+    return cv2.GaussianBlur(np.asarray(heatmap, np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def smoothing_note(grid: int = None) -> str:
+    """The colour bar's words for display_map, or "" when the map is drawn as computed."""
+    if not grid or grid < 2:
+        return ""
+    return f"smoothed over the model's {grid}-px input grid (sigma {grid / 2:g} px); the numbers are the raw map's"
 
 
 def colour_scale(heatmap: np.ndarray) -> float:
@@ -32,7 +57,10 @@ def overlay(rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.55, scale: fl
     colour = heatmap_rgb(heatmap, scale)
     base = cv2.resize(rgb, (heatmap.shape[1], heatmap.shape[0]), interpolation=cv2.INTER_AREA)
     strength = np.clip(np.abs(heatmap) / scale, 0, 1)
-    weight = (alpha * np.sqrt(strength))[..., None]
+    # sqrt: faint evidence stays visible; faded out below FADE of the scale, so the near-zero
+    # background is not tinted (the colour there is white): a smooth map's zero crossings would
+    # otherwise show as thin dark lines where the tint stops
+    weight = (alpha * np.sqrt(strength) * np.minimum(1.0, strength / FADE))[..., None]
     return (base * (1 - weight) + colour * weight).astype(np.uint8)
 
 
@@ -60,16 +88,17 @@ def clipped_share(heatmap: np.ndarray, scale: float) -> float:
 
 
 def colour_bar(width: int, scale: float, target_label: str, signed: bool = True,
-               clipped: float = None) -> np.ndarray:
+               clipped: float = None, smoothed: str = "") -> np.ndarray:
     """A strip saying what the colours mean: blue = against, white = 0, red = for the class,
     with the value at each end (relevance units; full colour from the 99.5th percentile of |map|).
     A map that is never negative (Grad-CAM, attention) gets only the white-to-red half, and no
     words about evidence against. With `clipped`, a line says how much of the map lies beyond
     the scale: the colour scale is robust (a percentile, so one extreme pixel does not wash the
-    map out), and the bar says what that cost."""
+    map out), and the bar says what that cost; with `smoothed` (smoothing_note), a line says the
+    map was smoothed over the input grid."""
     import matplotlib
 
-    strip = np.full((58 if clipped is None else 72, width, 3), 255, np.uint8)
+    strip = np.full((58 + (clipped is not None) * 14 + bool(smoothed) * 14, width, 3), 255, np.uint8)
     ramp = matplotlib.colormaps["bwr"](np.linspace(0, 1, width - 40))[..., :3]
     strip[6:22, 20:width - 20] = (ramp[None] * 255).astype(np.uint8)
     _text(strip, "0", width // 2 - 4, 38)
@@ -84,16 +113,20 @@ def colour_bar(width: int, scale: float, target_label: str, signed: bool = True,
         _text(strip, f"full colour from the {CLIP_PERCENTILE:g}th percentile of |map|; {clipped:.1%} of the pixels lie "
               "beyond it",
               20, 67, 0.4)
+    if smoothed:
+        _text(strip, smoothed, 20, strip.shape[0] - 5, 0.4)
     return strip
 
 
 def figure(rgb: np.ndarray, heatmap: np.ndarray, *, title: str, target_label: str,
-           notes: tuple[str, ...] = (), size: int = READABLE, signed: bool = True) -> np.ndarray:
+           notes: tuple[str, ...] = (), size: int = READABLE, signed: bool = True, grid: int = None) -> np.ndarray:
     """The picture a person reads: the image and the overlay side by side at `size` px, a title,
     optional notes, and the colour bar (for signed maps; a non-negative map such as Grad-CAM or
-    attention gets a one-sided bar)."""
+    attention gets a one-sided bar). `grid`: the model's input grid, over which the map is
+    smoothed for drawing (display_map; the bar says so)."""
     import textwrap
 
+    heatmap = display_map(heatmap, grid)
     image = _upscale(cv2.resize(rgb, heatmap.shape[::-1], interpolation=cv2.INTER_AREA), size)
     scale = colour_scale(heatmap)
     mapped = overlay(image, _upscale(heatmap.astype(np.float32), size), scale=scale)
@@ -105,5 +138,5 @@ def figure(rgb: np.ndarray, heatmap: np.ndarray, *, title: str, target_label: st
         _text(top, note, 6, 34 + 16 * i, 0.4)
     body = np.full((size, 2 * size + 8, 3), 255, np.uint8)
     body[:, :size], body[:, size + 8:] = image, mapped
-    bar = colour_bar(2 * size + 8, scale, target_label, signed, clipped_share(heatmap, scale))
+    bar = colour_bar(2 * size + 8, scale, target_label, signed, clipped_share(heatmap, scale), smoothing_note(grid))
     return np.vstack([top, body, bar])

@@ -29,6 +29,10 @@ METRICS = {
     "feature_share_artifact": ("... on a planted artifact", "lower"),
     "blockiness": ("spectral power of the evidence map on the stem stride's harmonics / beside them "
                    "(about 1: no grid; squares or dots on the stride's grid score above)", "lower"),
+    "blockiness_displayed": ("blockiness of the map as the figures draw it: smoothed over the input grid "
+                             "(Gaussian, sigma = grid / 2; Grad-CAM and attention drawn as they are)", "lower"),
+    "feature_share_melanoma_features_displayed": ("feature_share_melanoma_features of the map as the figures "
+                                                  "draw it", "higher"),
     "total_sign_agrees": ("the heatmap's total has the sign of the explained logit", "higher"),
     "total_over_logit": ("heatmap total / explained logit (1 = conserved)", "near 1"),
     "class_spearman": ("Spearman of the maps for the predicted and the runner-up class "
@@ -152,7 +156,7 @@ def _plots(out: Path, summary: dict) -> list[str]:
     written.append(_save(fig, out / "randomisation.png", write_bytes))
 
     keys = [k for k in ("mass_accuracy_lesion", "rank_accuracy_lesion", "pointing_game_lesion",
-                        "feature_share_melanoma_features", "blockiness",
+                        "feature_share_melanoma_features", "blockiness", "blockiness_displayed",
                         "mass_accuracy_artifact", "total_sign_agrees", "concept_abs_cosine")
             if any(summary[n]["metrics"].get(k, {}).get("mean") is not None for n in summary)]
     if keys:

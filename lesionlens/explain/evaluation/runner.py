@@ -13,6 +13,8 @@ For each method (the architecture's own, plus the reference maps of references.p
   `sensitivity_n` images (both re-run the method per perturbation: the expensive part);
 - blockiness: the map's spectral power on the harmonics of the stem's stride against the
   frequencies beside them (metrics.blockiness): squares and dot grids, not lesion structure;
+  and, with the feature share on the melanoma features, again on the map as the figures draw it
+  (smoothed over that grid: render.display_map);
 - totals: how often the heatmap's total has the sign of the explained logit;
 - class sensitivity: the Spearman correlation between the maps of the predicted class and the
   runner-up class;
@@ -35,6 +37,7 @@ import torch
 
 from ..._fileset import FileSet
 from ...errors import ExplainError, UsageError
+from ..input_grid import stem_stride
 from ..methods import MethodResult
 from . import metrics
 from .data import EvalImages, load_eval_images
@@ -159,10 +162,11 @@ def feature_regions(data: EvalImages) -> Optional[tuple[np.ndarray, dict[str, np
 
 
 def _feature_localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, signed: bool,
-                          targets: torch.Tensor) -> None:
+                          targets: torch.Tensor, only: Optional[str] = None, suffix: str = "") -> None:
     """Per melanoma image explained as melanoma: the share of its positive evidence on each
-    region of feature_regions (NaN elsewhere). A map that points at what makes a melanoma a
-    melanoma puts more on `melanoma_features` than the region's share of the image."""
+    region of feature_regions (NaN elsewhere), or on region `only`, as feature_share_<region><suffix>.
+    A map that points at what makes a melanoma a melanoma puts more on `melanoma_features` than
+    the region's share of the image."""
     found = feature_regions(data)
     if found is None:
         return
@@ -170,28 +174,23 @@ def _feature_localisation(scores: MethodScores, maps: np.ndarray, data: EvalImag
     scored = scored & (targets.numpy() == data.positive)
     evidence = metrics.evidence(maps, signed)
     for name, masks in regions.items():
+        if only is not None and name != only:
+            continue
         values = np.full(len(maps), np.nan)
         present = scored & masks.reshape(len(masks), -1).any(1)
         if present.any():
             values[present] = metrics.mass_accuracy(evidence[present], masks[present])
         values[scored & ~present] = 0.0  # an empty region holds none of the evidence
-        scores.per_image[f"feature_share_{name}"] = values
+        scores.per_image[f"feature_share_{name}{suffix}"] = values
 
 
-def stem_stride(model: torch.nn.Module) -> int:
-    """The product of the strides at the bottom of the network, up to the first layer that does
-    not downsample: the grid the flat rule's squares and a stride-2 stem's dots lie on (ResNet50:
-    conv 2 x max-pool 2 = 4; EfficientNet-B0: 2)."""
-    from torch import nn
+def as_drawn(maps: np.ndarray, signed: bool, grid: int) -> np.ndarray:
+    """The maps as a figure draws them (render.display_map): a signed map smoothed as it is; a map
+    whose sign means nothing (the gradient) as |map|, smoothed (its alternating signs would
+    otherwise cancel under the smoothing and the evidence vanish)."""
+    from ..render import display_map
 
-    stride = 1
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
-            step = module.stride if isinstance(module.stride, int) else module.stride[0]
-            if step == 1:
-                break
-            stride *= step
-    return stride
+    return np.stack([display_map(m, grid) for m in (maps if signed else np.abs(maps))])
 
 
 def _localisation(scores: MethodScores, maps: np.ndarray, data: EvalImages, signed: bool) -> None:
@@ -282,9 +281,17 @@ def _score_trained(scores: MethodScores, method: Method, model, data: EvalImages
         scores.per_image["total_over_logit"] = totals / explained_logit
     _localisation(scores, maps, data, method.signed_evidence)
     # on the evidence a viewer reads off the map (its positive part; |map| for the gradient)
-    scores.per_image["blockiness"] = metrics.blockiness(metrics.evidence(maps, method.signed_evidence),
-                                                        stem_stride(model))
+    grid = stem_stride(model)
+    scores.per_image["blockiness"] = metrics.blockiness(metrics.evidence(maps, method.signed_evidence), grid)
     _feature_localisation(scores, maps, data, method.signed_evidence, targets)
+    # ... and as the figures draw it: smoothed over the input grid (render.display_map; Grad-CAM
+    # and attention are drawn as they are), the same treatment for LRP and the pixel references
+    if method.kind not in ("gradcam", "attention"):
+        drawn = as_drawn(maps, method.signed_evidence, grid)
+        scores.per_image["blockiness_displayed"] = metrics.blockiness(
+            metrics.evidence(drawn, method.signed_evidence), grid)
+        _feature_localisation(scores, drawn, data, method.signed_evidence, targets, only="melanoma_features",
+                              suffix="_displayed")
     if method.class_specific and logits.shape[1] > 1:
         step("class sensitivity")
         other = method.compute(model, images, _other_class_targets(logits, targets), batch, explainer)
