@@ -97,7 +97,7 @@ def main() -> None:
         # drawn as the product draws it: smoothed over the input grid (Grad-CAM as it is); a map
         # whose sign means nothing (the gradient) as |map|, smoothed (explain-eval's as_drawn)
         drawn = heat if method.kind == "gradcam" else as_drawn(heat[None], method.signed_evidence, grid)[0]
-        add(drawn, method.signed_evidence, method.name if method.name != "lrp" else f"lrp ({spec.composite}), as shown")
+        add(drawn, method.signed_evidence, method.name if method.name != "lrp" else "lrp, as drawn (default rules)")
         if method.name == "lrp":
             add(heat, True, f"lrp raw ({grid}-px grid, not smoothed)")
     rows = [np.hstack(panels[k:k + 4] + [np.full_like(panels[0], 255)] * (4 - len(panels[k:k + 4])))
