@@ -13,7 +13,7 @@ from ..data.preprocess import decode_for, preprocess, resize_to_spec
 from ..errors import ExplainError
 from ..training.rundir import load_run
 from .api import Explanation, explain
-from .render import figure, png_bytes
+from .render import COARSE_METHODS, figure, png_bytes
 
 MAX_CONCEPTS = 64  # what a person can look at; the CLI and the sidecar refuse more
 
@@ -112,7 +112,7 @@ def figure_for(explanation: Explanation, rgb: np.ndarray) -> np.ndarray:
     region = explanation.info.get("regions")
     if region is not None:
         image = _outline(rgb, np.asarray(region, dtype=bool), heatmap.shape)
-    signed = explanation.method not in ("gradcam", "attention")
+    signed = explanation.method not in COARSE_METHODS
     return figure(image, heatmap, title=METHOD_TITLES[explanation.method].format(label=label),
                   target_label=label, notes=tuple(notes), signed=signed, grid=_grid(explanation))
 
@@ -120,7 +120,7 @@ def figure_for(explanation: Explanation, rgb: np.ndarray) -> np.ndarray:
 def _grid(explanation: Explanation) -> Optional[int]:
     """The input grid a relevance map is smoothed over for drawing (render.display_map). Grad-CAM
     and attention maps are upsampled from a coarse map already: drawn as they are."""
-    if explanation.method in ("gradcam", "attention"):
+    if explanation.method in COARSE_METHODS:
         return None
     return explanation.info.get("input_grid")
 

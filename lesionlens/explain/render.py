@@ -8,6 +8,9 @@ import numpy as np
 
 CLIP_PERCENTILE = 99.5
 FADE = 0.1  # overlay: below this share of the colour scale the tint fades out (see overlay)
+# methods whose maps are upsampled from a coarse map and never negative: drawn as they are
+# (one-sided bar, no smoothing over the input grid)
+COARSE_METHODS = ("gradcam", "attention")
 
 
 def display_map(heatmap: np.ndarray, grid: int = None) -> np.ndarray:

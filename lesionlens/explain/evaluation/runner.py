@@ -38,6 +38,7 @@ import torch
 from ..._fileset import FileSet
 from ...errors import ExplainError, UsageError
 from ..input_grid import stem_stride
+from ..render import COARSE_METHODS
 from ..methods import MethodResult
 from . import metrics
 from .data import EvalImages, load_eval_images
@@ -286,7 +287,7 @@ def _score_trained(scores: MethodScores, method: Method, model, data: EvalImages
     _feature_localisation(scores, maps, data, method.signed_evidence, targets)
     # ... and as the figures draw it: smoothed over the input grid (render.display_map; Grad-CAM
     # and attention are drawn as they are), the same treatment for LRP and the pixel references
-    if method.kind not in ("gradcam", "attention"):
+    if method.kind not in COARSE_METHODS:
         drawn = as_drawn(maps, method.signed_evidence, grid)
         scores.per_image["blockiness_displayed"] = metrics.blockiness(
             metrics.evidence(drawn, method.signed_evidence), grid)
