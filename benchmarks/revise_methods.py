@@ -1,9 +1,9 @@
-"""The four `lesionlens revise` methods on one of the main job's models, measured the way issue 18
+"""The `lesionlens revise` methods on one of the main job's models, measured the way issue 18
 asks: frame styles painted on benign held-out photos (newly flagged, CI), the ring pasted on
 training-set images of other classes, the melanoma relevance on the ring against the ring's share
 of the image, and held-out ROC-AUC and sensitivity at the run's threshold.
 
-    .venv/bin/python benchmarks/revise_methods.py [--out out] [--arch resnet50] [--methods augment,frame,pclarc,rrclarc]
+    .venv/bin/python benchmarks/revise_methods.py [--out out] [--arch resnet50] [--methods unframe,augment,frame,pclarc,rrclarc]
 
 `frame+edits` is the frame normalisation with augment's counterfactual edits as well
 (`run_revise(..., edits=True)`): what the edits add to it.
@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="out")
     parser.add_argument("--arch", default="resnet50")
-    parser.add_argument("--methods", default="augment,frame,pclarc,rrclarc")
+    parser.add_argument("--methods", default="unframe,augment,frame,pclarc,rrclarc")
     args = parser.parse_args()
     from lesionlens.audit import run_audit
     from lesionlens.revise import run_revise

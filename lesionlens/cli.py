@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import UsageError, one_line
+from .training.rundir import REVISION_METHODS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 log = logging.getLogger("lesionlens")
@@ -170,9 +171,9 @@ def _cmd_audit(args) -> int:
 
 
 def _cmd_revise(args) -> int:
-    from .revise import DEFAULT_METHOD, run_revise
+    from .revise import default_method, run_revise
 
-    method = args.method or DEFAULT_METHOD  # one source for the default: the revise package's
+    method = args.method or default_method(args.artifact)  # one source for the default: the revise package's
     say = (lambda what: None) if args.quiet else (lambda what: print(f"revise: {what}", file=sys.stderr))
     out = run_revise(Path(args.run), Path(args.data), Path(args.out), method, artifact=args.artifact,
                      layer=args.layer, epochs=args.epochs, seed=args.seed, progress=say)
@@ -358,12 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("revise", help="remove a shortcut the audit found: a revised copy of a run "
-                                      "(counterfactual augmentation, frame normalisation, P-ClArC, RR-ClArC)")
+                                      "(counterfactual augmentation, frame normalisation or removal, P-ClArC, "
+                                      "RR-ClArC)")
     p.add_argument("run", help="the run directory to revise (it is not changed)")
     p.add_argument("--data", required=True, help="the run's training data (its masks or metadata name the artifact)")
     p.add_argument("--out", required=True, help="the new run directory")
-    p.add_argument("--method", choices=["augment", "frame", "pclarc", "rrclarc"],
-                   help="default augment: the one the measurements chose (README)")
+    p.add_argument("--method", choices=REVISION_METHODS,
+                   help="default: unframe for the ring, augment for any other artifact (the measurements' choice, README)")
     p.add_argument("--artifact", default="ring", help="ring (masks or the frame detector) or COLUMN=VALUE")
     p.add_argument("--layer", help="P-ClArC / RR-ClArC layer (default: the architecture's last feature map)")
     p.add_argument("--epochs", type=Bounds(1, 100, whole=True).parse, default=6, help="fine-tuning epochs")

@@ -71,8 +71,9 @@ for arch in $ARCHS; do
   # sensitivity at the run's threshold what threshold noise alone would give?
   # (exit 1 would mean unreadable images; the synthetic set has none)
   step "$arch:audit" $LL audit --data "$OUT/synth-train" --run "$A/run" --heldout "$OUT/synth-heldout" --out "$A/run/audit" --n "$AUDIT_N" --quiet
-  # remove the shortcut: fine-tune with the ring pasted onto and removed from training images
-  # (revise's default method), then the same held-out evaluation and the audit beside the original
+  # remove the shortcut with revise's default for the ring (unframe: a detected frame filled with
+  # skin at training and inference, fine-tuned with the ring pasted onto and removed from training
+  # images), then the same held-out evaluation and the audit beside the original
   step "$arch:revise" $LL revise "$A/run" --data "$OUT/synth-train" --out "$A/revised" --quiet
   step "$arch:evaluate-revised" $LL evaluate "$A/revised" --data "$OUT/synth-heldout" --out "$A/revised-heldout-metrics.json" --quiet
   step "$arch:audit-revised" $LL audit --data "$OUT/synth-train" --run "$A/revised" --compare "$A/run" --heldout "$OUT/synth-heldout" --out "$A/revised/audit" --n "$AUDIT_N" --quiet

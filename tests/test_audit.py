@@ -17,6 +17,7 @@ from lesionlens.data.dark_field import detect_dark_field
 from lesionlens.audit.dataset_audit import audit_dataset
 from lesionlens.audit.stats import associate
 from lesionlens.data.synth import generate
+from lesionlens.training.rundir import RunDir
 
 
 def _rows(root):
@@ -193,19 +194,20 @@ def test_model_audit_finds_the_ring_shortcut_and_not_on_a_clean_model(ring_model
 
 @pytest.mark.slow
 def test_revise_removes_the_frame_shortcut_and_a_ruler_found_through_its_column(ring_models, tmp_path):
-    """Issue 18's loop on small models: the ring model revised with the default method (augment)
-    no longer reacts to the ring pasted on benign images, nor to any frame style painted on
-    held-out photos (4:3, ring-free), and `audit --compare` puts both side by side. A second
-    artifact shows it is not ring-only: a ruler on 60% of the melanomas, found by the dataset
-    audit through the metadata column `artifact`, its effect more than halved by
-    `revise --artifact artifact=ruler`."""
+    """Issue 18's loop on small models: the ring model revised with the ring's default method
+    (unframe: frame removal) no longer reacts to the ring pasted on benign images, nor to any
+    frame style painted on held-out photos (4:3, ring-free), and `audit --compare` puts both side
+    by side. A second artifact shows it is not ring-only: a ruler on 60% of the melanomas, found
+    by the dataset audit through the metadata column `artifact`, its effect more than halved by
+    `revise --artifact artifact=ruler` (its default: augment)."""
     from lesionlens.audit import run_audit
     from lesionlens.revise import run_revise
 
     root, runs = ring_models
     heldout = tmp_path / "heldout"
     generate(heldout, n=200, size=64, seed=72, aspect="4:3", progress=False)
-    revised = run_revise(runs["ring"], root / "ring", tmp_path / "ring-revised", "augment")
+    revised = run_revise(runs["ring"], root / "ring", tmp_path / "ring-revised")
+    assert RunDir(revised).read_metadata().revision["method"] == "unframe"
     report = run_audit(root / "ring", tmp_path / "audit", run=revised, compare=runs["ring"], heldout=heldout,
                        n=300, quiet=True)
     rows = {(r["kind"], r["subject"]): r for r in report["comparison"]["rows"]}
@@ -224,7 +226,8 @@ def test_revise_removes_the_frame_shortcut_and_a_ruler_found_through_its_column(
     data_audit = run_audit(root / "ruler", tmp_path / "ruler-audit", quiet=True)
     column = next(f for f in data_audit["findings"] if f["kind"] == "metadata_association" and "artifact" in f["subject"])
     assert column["flagged"]
-    fixed = run_revise(ruler, root / "ruler", tmp_path / "ruler-revised", "augment", artifact="artifact=ruler")
+    fixed = run_revise(ruler, root / "ruler", tmp_path / "ruler-revised", artifact="artifact=ruler")
+    assert RunDir(fixed).read_metadata().revision["method"] == "augment"
     compared = run_audit(root / "ruler", tmp_path / "ruler-compare", run=fixed, compare=ruler, n=300, quiet=True)
     shift = next(r for r in compared["comparison"]["rows"] if r["kind"] == "counterfactual_paste")
     print(f"ruler: paste shift {shift['before']:.3f} -> {shift['after']:.3f}")

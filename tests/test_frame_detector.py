@@ -155,3 +155,61 @@ def test_the_detector_reads_any_size_and_a_grey_image():
     assert detect_dark_field(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).is_ring
     assert not detect_dark_field(np.zeros((40, 40, 3), np.uint8)).is_ring  # all dark: no field
     assert not detect_dark_field(np.full((40, 40, 3), 200, np.uint8)).is_ring
+
+
+# ---- frame removal (PreprocessSpec.unframe): what `revise --method unframe` feeds the model ------
+
+def _dark_share(rgb: np.ndarray, mask: np.ndarray, field_level: float) -> float:
+    """Share of the frame's pixels still darker than half the field's brightness."""
+    grey = rgb.astype(np.float32).mean(axis=2)
+    return float((grey[mask] < 0.5 * field_level).mean())
+
+
+@pytest.mark.parametrize("style", FRAME_STYLES)
+def test_frame_removal_fills_every_style_with_skin(style):
+    from lesionlens.data.frame_removal import remove_frame
+
+    left = []
+    for i in range(60):
+        rgb, _, mask = sample_photo(50_000 + i, 96, ASPECTS[i % 2], frame=style)
+        clean = sample_photo(50_000 + i, 96, ASPECTS[i % 2])[0]  # the same photo without the frame
+        level = float(np.percentile(clean.mean(axis=2), 90))
+        frame = mask > 0
+        assert _dark_share(rgb, frame, level) > 0.5  # it was a dark frame
+        left.append(_dark_share(remove_frame(rgb), frame, level))
+    # the detector's recall is >= 0.95 per style; on what it finds nothing dark is left
+    assert np.mean(np.array(left) < 0.05) >= 0.95, f"{style}: dark frame left on {np.mean(np.array(left) >= 0.05):.2f}"
+
+
+@pytest.mark.parametrize("kind", [*LOOKALIKES, ""])
+def test_frame_removal_leaves_photos_without_a_frame_as_they_are(kind):
+    from lesionlens.data.frame_removal import remove_frame
+
+    changed = [not np.array_equal(remove_frame(rgb), rgb)
+               for rgb in (sample_photo(60_000 + i, 96, ASPECTS[i % 2], lookalike=kind)[0] for i in range(100))]
+    assert np.mean(changed) <= 0.02, f"{kind or 'clean'}: changed {np.mean(changed):.2f}"
+
+
+def test_unframe_spec_removes_the_frame_before_resizing_and_only_when_asked():
+    from lesionlens.data.frame_removal import remove_frame
+    from lesionlens.data.preprocess import PreprocessSpec, resize_to_spec
+
+    rgb, _, _ = sample_photo(3, 120, (4, 3), frame="soft")
+    plain, unframe = PreprocessSpec(size=64), PreprocessSpec(size=64, unframe=True)
+    assert np.array_equal(resize_to_spec(rgb, unframe), resize_to_spec(remove_frame(rgb), plain))
+    assert not np.array_equal(resize_to_spec(rgb, unframe), resize_to_spec(rgb, plain))
+    assert PreprocessSpec.from_json(unframe.to_json()).unframe is True
+    with pytest.raises(ValueError, match="unframe"):
+        PreprocessSpec(size=64, unframe="yes")
+
+
+@pytest.mark.parametrize("name", UNTUNED_FRAMES)
+def test_frame_removal_fills_frames_drawn_another_way(name):
+    from lesionlens.data.frame_removal import remove_frame
+
+    left = []
+    for i in range(40):
+        rgb, mask = _variant(name, 70_000 + i)
+        level = float(np.percentile(rgb.mean(axis=2)[~mask], 90))
+        left.append(_dark_share(remove_frame(rgb), mask, level))
+    assert np.mean(np.array(left) < 0.05) >= 0.95, f"{name}: dark frame left on {np.mean(np.array(left) >= 0.05):.2f}"

@@ -6,12 +6,14 @@ trained ring model is the slow test in test_audit.py."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import run_cli
+from lesionlens.data.preprocess import normalize
 from lesionlens.revise import METHODS, run_revise
 from lesionlens.training.rundir import RunDir, load_run
 
@@ -37,8 +39,9 @@ def test_every_method_writes_a_run_that_loads_exports_and_explains(method, revis
     details = json.loads((run / "revision.json").read_text())
     assert details["artifact"]["carrying"] > 0 and details["validation"]["threshold"] is not None
     assert (meta.preprocessing.frame > 0) == (method == "frame")
+    assert meta.preprocessing.unframe == (method == "unframe")
     # the fine-tuning methods record whether the counterfactual edits were on (the frame: off by default)
-    assert meta.revision.get("edits") == {"augment": True, "frame": False}.get(method)
+    assert meta.revision.get("edits") == {"augment": True, "frame": False, "unframe": True}.get(method)
     if method in ("pclarc", "rrclarc"):
         assert meta.revision["layer"] == "bn2" and details["concept_vector"]["channels"] > 0
     report = export_run(run, tmp_path / "onnx")
@@ -46,6 +49,25 @@ def test_every_method_writes_a_run_that_loads_exports_and_explains(method, revis
     image = next((synth_small / "melanoma").glob("*.png"))
     figure, about = explain_file(run, image, out=tmp_path / "explain.png")
     assert figure.is_file() and about["prediction"]["label"] in meta.classes
+
+
+def test_unframe_travels_with_the_onnx_model_and_the_runtime_removes_the_frame(revised, tmp_path):
+    """Frame removal is preprocessing: the exported model's metadata carries it and the torch-free
+    runtime fills a framed photo's surround before the graph sees it, as training did."""
+    from lesionlens.data.frame_removal import remove_frame
+    from lesionlens.data.preprocess import resize_to_spec
+    from lesionlens.data.synth import sample_photo
+    from lesionlens.export import export_run
+    from lesionlens.runtime import Classifier
+
+    export_run(revised["unframe"], tmp_path / "onnx")
+    classifier = Classifier(tmp_path / "onnx" / "model.onnx")
+    assert classifier.spec.unframe
+    framed, _, _ = sample_photo(5, 96, (4, 3), frame="corners")
+    prepared = classifier.prepare(framed)
+    assert np.allclose(prepared, classifier.prepare(remove_frame(framed)))
+    plain = replace(classifier.spec, unframe=False)
+    assert not np.allclose(prepared, normalize(resize_to_spec(framed, plain), plain))
 
 
 def test_pclarc_projection_removes_the_artifact_direction(revised, synth_small):

@@ -22,7 +22,7 @@ data) the detected dark field of dark_field.py.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,6 +33,7 @@ from ..explain.evaluation.metrics import bootstrap_ci
 from . import counterfactual, spray
 from ..names import class_slug
 from ..data.dark_field import detect_dark_field
+from ..data.preprocess import finish_sized, normalize
 from .paste_test import frame_paste_findings
 
 MIN_SHIFT = 0.05  # mean probability change below this is not called a shortcut, however sure
@@ -138,8 +139,19 @@ def _shift_finding(kind: str, subject: str, before: np.ndarray, after: np.ndarra
             "flagged": bool(sure and abs(ci["mean"]) >= MIN_SHIFT)}
 
 
+def _as_seen(photos, spec):
+    """`photos` (EvalImages) as the model sees them: unchanged unless the run removes frames."""
+    if not spec.unframe:
+        return photos
+    rgb = np.stack([finish_sized(r, spec) for r in photos.rgb])
+    return replace(photos, rgb=rgb, images=np.stack([normalize(r, spec) for r in rgb]))
+
+
 def _counterfactuals(model, spec, data, regions, index, threshold, classes, seed) -> tuple[list[dict], dict]:
+    """The artifact pasted onto / removed from `data`'s photos as taken; the model sees each photo
+    after the run's pixel steps (finish_sized), before and after the edit alike."""
     rgb, labels = data.rgb, data.labels
+    seen = np.stack([finish_sized(r, spec) for r in rgb]) if len(rgb) else rgb
     has = regions.reshape(len(regions), -1).any(1)
     rng = np.random.default_rng(seed)
     findings, figures = [], {}
@@ -148,15 +160,18 @@ def _counterfactuals(model, spec, data, regions, index, threshold, classes, seed
     recipients = np.nonzero(~has & (labels != index))[0]
     if len(donors) and len(recipients):
         chosen = rng.choice(donors, size=len(recipients))
-        pasted = np.stack([counterfactual.paste(rgb[r], rgb[d], regions[d]) for r, d in zip(recipients, chosen)])
-        before, after = _probabilities(model, rgb[recipients], spec), _probabilities(model, pasted, spec)
+        # the run's own pixel steps after the edit (frame removal, the normalised frame), as a photo
+        # taken with the pasted artifact would get them
+        pasted = np.stack([finish_sized(counterfactual.paste(rgb[r], rgb[d], regions[d]), spec)
+                           for r, d in zip(recipients, chosen)])
+        before, after = _probabilities(model, seen[recipients], spec), _probabilities(model, pasted, spec)
         findings.append(_shift_finding("counterfactual_paste", f"artifact pasted onto images of other classes than {name}",
                                        before, after, index, threshold, name, seed))
         figures["counterfactual_paste.png"] = np.concatenate(
             [np.concatenate([rgb[r], p], 0) for r, p in zip(recipients[:6], pasted[:6])], 1)
     if len(donors):
-        removed = np.stack([counterfactual.remove(rgb[d], regions[d]) for d in donors])
-        before, after = _probabilities(model, rgb[donors], spec), _probabilities(model, removed, spec)
+        removed = np.stack([finish_sized(counterfactual.remove(rgb[d], regions[d]), spec) for d in donors])
+        before, after = _probabilities(model, seen[donors], spec), _probabilities(model, removed, spec)
         finding = _shift_finding("counterfactual_remove", "artifact removed from the images that have it",
                                  before, after, index, threshold, name, seed)
         # removing a shortcut *for* the class lowers its probability: flag a drop, as a paste flags a rise
@@ -177,7 +192,9 @@ def _threshold_finding(model, meta, run: Path, heldout: Path, seed: int) -> dict
     index, spec = meta.positive_index, meta.preprocessing
     target = float(meta.config.get("target_sensitivity", 0.9)) if isinstance(meta.config, dict) else 0.9
     val = RunDir(run).read_splits(meta.classes, ["val"])
-    val_rgb = np.stack([resize_to_spec(decode_for(s.path, spec), spec) for s in val])
+    # the photos as taken (the ring is detected on them), then as the model sees them
+    val_photos = np.stack([resize_to_spec(decode_for(s.path, spec), replace(spec, unframe=False)) for s in val])
+    val_rgb = np.stack([finish_sized(r, spec) for r in val_photos])
     val_labels = np.asarray([s.label for s in val])
     val_probs = _probabilities(model, val_rgb, spec)[:, index]
     held = load_eval_images(heldout, spec, meta.classes, n=10 ** 9, seed=seed)  # all of it
@@ -195,7 +212,7 @@ def _threshold_finding(model, meta, run: Path, heldout: Path, seed: int) -> dict
     inside = observed is not None and low is not None and low <= observed <= high
     # the validation positives with and without a detected ring: if the ring-free ones are caught
     # less often, the validation sensitivity the threshold was fitted to leaned on the ring
-    val_ring = np.asarray([detect_dark_field(rgb).is_ring for rgb in val_rgb])
+    val_ring = np.asarray([detect_dark_field(rgb).is_ring for rgb in val_photos])
     val_pos = val_labels == index
     caught = (val_probs >= meta.decision_threshold).astype(float)
     by_ring = {name: bootstrap_ci(caught[val_pos & (val_ring == flag)], seed=seed, resamples=BOOTSTRAP)
@@ -223,8 +240,12 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
     model, meta = load_run(Path(run), "cpu")
     model.eval()
     spec = meta.preprocessing
-    data_images = load_eval_images(Path(data), spec, meta.classes, n, seed, image_root)
-    regions, source = _regions(data_images)
+    # the photos as taken, at the model's size: the artifact's regions are found on them and the
+    # counterfactuals edit them; the model is shown each after the run's own pixel steps
+    # (finish_sized), so a run that removes frames (spec.unframe) is audited as it is deployed
+    photos = load_eval_images(Path(data), replace(spec, unframe=False), meta.classes, n, seed, image_root)
+    regions, source = _regions(photos)
+    data_images = _as_seen(photos, spec)
     index = meta.positive_index if meta.positive_index is not None else len(meta.classes) - 1
     timings["load"] = time.perf_counter() - start
     audit = ModelAudit(timings=timings, artifact_source=source)
@@ -253,7 +274,7 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
     step("counterfactuals")
     start = time.perf_counter()
     threshold = meta.decision_threshold if meta.positive_index is not None else None
-    findings, figures = _counterfactuals(model, spec, data_images, regions, index, threshold, meta.classes, seed)
+    findings, figures = _counterfactuals(model, spec, photos, regions, index, threshold, meta.classes, seed)
     audit.findings += findings
     audit.figures.update(figures)
     timings["counterfactuals"] = time.perf_counter() - start

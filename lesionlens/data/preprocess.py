@@ -50,6 +50,10 @@ class PreprocessSpec:
     # circle of this radius (a fraction of the side) painted black, so every photo shows the same
     # dermatoscope frame and a frame can no longer tell one class from another; 0 = off
     frame: float = 0.0
+    # frame removal (`lesionlens revise --method unframe`): a dermatoscope frame the dark-field
+    # detector finds is filled with the photo's skin before resizing (data/frame_removal.py);
+    # photos without one are left as they are
+    unframe: bool = False
     version: int = field(default=1)
 
     def __post_init__(self) -> None:
@@ -75,6 +79,8 @@ class PreprocessSpec:
                 or not (self.frame == 0 or 0.2 <= self.frame <= 0.75)):
             raise UsageError(f"frame must be 0 (off) or a radius from 0.2 to 0.75 of the side, got {self.frame!r}")
         object.__setattr__(self, "frame", float(self.frame))
+        if not isinstance(self.unframe, bool):
+            raise UsageError(f"unframe must be true or false, got {self.unframe!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
@@ -116,10 +122,27 @@ def apply_frame(sized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return out
 
 
+def remove_frame_if(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The photo with a detected dermatoscope frame filled with its skin when the spec says
+    `unframe` (on the whole photo, before any crop: the detector sees the frame's full arc)."""
+    if not spec.unframe:
+        return rgb
+    from .frame_removal import remove_frame
+
+    return remove_frame(rgb)
+
+
 def resize_to_spec(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Geometric part of preprocessing: RGB uint8 (H, W, 3) -> uint8 (size, size, 3), the
-    spec's frame applied."""
-    return apply_frame(_resize(rgb, spec), spec)
+    """Geometric part of preprocessing: RGB uint8 (H, W, 3) -> uint8 (size, size, 3), a
+    detected frame removed (spec.unframe) and the spec's frame applied."""
+    return apply_frame(_resize(remove_frame_if(rgb, spec), spec), spec)
+
+
+def finish_sized(sized: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The spec's pixel steps again on an image already at the model's size and edited since
+    (the audit's counterfactuals paste a frame onto sized photos): a pasted frame is removed and
+    the normalised frame laid over, as they would be on a photo taken with that frame."""
+    return apply_frame(remove_frame_if(sized, spec), spec)
 
 
 def _resize(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

@@ -9,6 +9,10 @@ Methods (measured against each other in benchmarks/RESULTS.md):
   training and at inference, recorded in the spec so the ONNX runtime applies it too; fine-tune
   (with `augment`'s edits as well, for the frames' parts left inside the normalised field, it
   measured the same, benchmarks/RESULTS.md; `edits=True` runs that variant);
+- `unframe`: frame removal. A frame the dark-field detector finds is filled with the photo's
+  skin (PreprocessSpec.unframe) at training and at inference, recorded in the spec so the ONNX
+  runtime applies it too; photos without one are left whole. Fine-tuned with `augment`'s edits,
+  so fills (and the frames the detector misses) appear on every class alike;
 - `pclarc`: P-ClArC. The artifact's concept activation vector at a layer, projected out by a
   fixed module after that layer; no training;
 - `rrclarc`: RR-ClArC. Fine-tune with a penalty on the output's gradient along that vector.
@@ -39,14 +43,24 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import UsageError, display_path
+from ..training.rundir import REVISION_METHODS
 
-METHODS = ("augment", "frame", "pclarc", "rrclarc")
-# The default, as benchmarks/RESULTS.md measured: frame normalisation removed more of the painted
-# frames, but it blacks out 45% of every photo (a lesion reaching the field's edge loses its
-# border), and with the edits added it cost 0.04-0.05 held-out ROC-AUC on two of three
-# architectures; augmentation kept or raised AUC wherever measured, and works for any artifact
-# with a region.
+METHODS = REVISION_METHODS  # model.json accepts exactly these
+# The defaults, as benchmarks/RESULTS.md measured. For the ring, frame removal: on the same
+# ResNet50 parent it left 2 / 0 / 2 / 2 / 11% of benign held-out photos newly flagged with a
+# circle / corners / bands / grey / soft frame painted on, against augmentation's 26 / 4 / 11 /
+# 22 / 37%, at the same held-out AUC (0.909 vs 0.912; parent 0.851). Frame normalisation removed
+# frames as well but blacks out 45% of every photo and cost 0.04-0.05 AUC on two architectures.
+# For any other artifact (a ruler, a colour patch), augmentation: it needs only a region.
 DEFAULT_METHOD = "augment"
+DEFAULT_RING_METHOD = "unframe"
+
+
+def default_method(artifact: str) -> str:
+    """The measured default for `artifact` (`ring` or COLUMN=VALUE)."""
+    return DEFAULT_RING_METHOD if artifact == "ring" else DEFAULT_METHOD
+
+
 FINETUNE_EPOCHS = 6
 FINETUNE_LR_FACTOR = 0.3  # of the parent's learning rate: adjust, do not retrain
 DEFAULT_FRAME = 0.42  # frame normalisation's field radius (of the side): inside every generator style's field
@@ -113,14 +127,14 @@ def _validation(model, samples, spec, positive: Optional[int], target: float, ar
     return out
 
 
-def run_revise(run: Path, data: Path, out: Path, method: str = DEFAULT_METHOD, artifact: str = "ring",
+def run_revise(run: Path, data: Path, out: Path, method: Optional[str] = None, artifact: str = "ring",
                layer: Optional[str] = None,
                epochs: int = FINETUNE_EPOCHS, lr_factor: float = FINETUNE_LR_FACTOR, frame: float = DEFAULT_FRAME,
                seed: int = 0, edits: bool = False,
                progress: Optional[Callable[[str], None]] = None) -> Path:
-    """Revise `run` into `out` (see the module's note). `edits=True` (frame only) adds the
-    counterfactual edits to the normalisation: the variant benchmarks/revise_methods.py measures
-    as `frame+edits`."""
+    """Revise `run` into `out` (see the module's note); `method` None: default_method(artifact).
+    `edits=True` (frame only) adds the counterfactual edits to the normalisation: the variant
+    benchmarks/revise_methods.py measures as `frame+edits`."""
     import torch
 
     from .._io import sha256_file, write_json
@@ -131,6 +145,7 @@ def run_revise(run: Path, data: Path, out: Path, method: str = DEFAULT_METHOD, a
     from .methods import RightReasonLoss, concept_vector, pooled_activations
 
     say = progress or (lambda what: None)
+    method = method or default_method(artifact)
     if method not in METHODS:
         raise UsageError(f"--method must be one of {METHODS}, got {method!r}")
     out = Path(out)
@@ -166,7 +181,7 @@ def run_revise(run: Path, data: Path, out: Path, method: str = DEFAULT_METHOD, a
     torch.manual_seed(seed)
     say(f"{found.summary()['carrying']} of {len(train)} training images carry {artifact} ({found.source})")
 
-    if method in ("augment", "frame"):
+    if method in ("augment", "frame", "unframe"):
         if method == "augment" and not any(m is not None for m in found.masks) and not found.detect:
             raise UsageError(f"--method augment pastes and removes the artifact, and {artifact} has no masks in "
                              "the data (artifact_mask column); use --method pclarc or rrclarc")
@@ -175,7 +190,11 @@ def run_revise(run: Path, data: Path, out: Path, method: str = DEFAULT_METHOD, a
                 raise UsageError("--method frame normalises the dermatoscope frame: it needs --artifact ring")
             spec = replace(spec, frame=frame)
             record["frame"] = frame
-        edit = method == "augment" or bool(edits)
+        if method == "unframe":
+            if artifact != "ring":
+                raise UsageError("--method unframe removes the dermatoscope frame: it needs --artifact ring")
+            spec = replace(spec, unframe=True)
+        edit = method in ("augment", "unframe") or bool(edits)
         dataset = RevisionDataset(train, spec, found, edit=edit, seed=seed)
         record["edits"] = edit
         details["history"] = finetune(model, dataset, epochs=epochs, lr=base_lr * lr_factor, batch_size=batch,

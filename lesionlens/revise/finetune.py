@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..audit import counterfactual
+from ..data.frame_removal import with_frame_edge
 from ..data.preprocess import PreprocessSpec, decode_for, normalize, resize_to_spec
 from ..training.augment import augment
 from .artifacts import ArtifactSet
@@ -37,28 +38,13 @@ from .artifacts import ArtifactSet
 CACHE_SCALE = 1.15  # decoded images kept at this multiple of the model size (random crops need room)
 
 
-FRAME_EDGE = 0.08  # of the side: how far inside a frame's mask its blurred edge and bright rim reach
-
-
 def region_to_move(artifact: ArtifactSet, index: int, rgb: np.ndarray) -> Optional[np.ndarray]:
     """The region a counterfactual pastes or removes for sample `index` at `rgb`'s size: the
     artifact's region, for a frame grown by its blurred edge and rim (None: no region known)."""
     region = artifact.region(index, rgb)
     if region is not None and region.any() and artifact.name == "ring":
-        region = _with_edge(region)
+        region = with_frame_edge(region)
     return region
-
-
-def _with_edge(region: np.ndarray) -> np.ndarray:
-    """A frame's mask grown into the field by FRAME_EDGE. A mask marks where the surround is dark;
-    a real frame also darkens the field's edge (lens blur) and may brighten a rim just inside it
-    (light scattered off the contact plate). Pasting and removing only the mask moved the dark
-    part and left the rim on the photo it came from: the main job's ResNet50, fine-tuned so,
-    still flagged 39% of benign held-out photos newly with a soft, rimmed frame painted on, and
-    12% with a circle or grey one (with the edge: 20%, 6% and 9%)."""
-    k = 2 * max(1, int(round(FRAME_EDGE * region.shape[0]))) + 1
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    return cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
 
 
 class RevisionDataset(Dataset):

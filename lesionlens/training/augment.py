@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..data.preprocess import apply_frame, PreprocessSpec, _INTERPOLATIONS
+from ..data.preprocess import apply_frame, PreprocessSpec, _INTERPOLATIONS, remove_frame_if
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def colour_jitter(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig)
 def augment(rgb: np.ndarray, spec: PreprocessSpec, rng: np.random.Generator,
             cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """RGB uint8 of any size -> augmented RGB uint8 (spec.size, spec.size, 3)."""
-    out = random_resized_crop(rgb, spec.size, rng, cfg, _INTERPOLATIONS[spec.interpolation])
+    # a detected frame removed first, on the whole image, as resize_to_spec does at inference
+    out = random_resized_crop(remove_frame_if(rgb, spec), spec.size, rng, cfg, _INTERPOLATIONS[spec.interpolation])
     if rng.random() < 0.5:
         out = out[:, ::-1]
     if rng.random() < 0.5:

@@ -26,7 +26,7 @@ from .architectures import get_spec
 # 1: model.json without a format_version (sessions before the RunDir contract); same schema.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-REVISION_METHODS = ("augment", "frame", "pclarc", "rrclarc")  # lesionlens revise --method
+REVISION_METHODS = ("augment", "frame", "unframe", "pclarc", "rrclarc")  # lesionlens revise --method
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
