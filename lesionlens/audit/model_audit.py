@@ -147,11 +147,11 @@ def _as_seen(photos, spec):
     return replace(photos, rgb=rgb, images=np.stack([normalize(r, spec) for r in rgb]))
 
 
-def _counterfactuals(model, spec, data, regions, index, threshold, classes, seed) -> tuple[list[dict], dict]:
+def _counterfactuals(model, spec, data, seen, regions, index, threshold, classes, seed) -> tuple[list[dict], dict]:
     """The artifact pasted onto / removed from `data`'s photos as taken; the model sees each photo
-    after the run's pixel steps (finish_sized), before and after the edit alike."""
+    after the run's pixel steps: `seen` (the same photos so, _as_seen) before the edit,
+    finish_sized after it."""
     rgb, labels = data.rgb, data.labels
-    seen = np.stack([finish_sized(r, spec) for r in rgb]) if len(rgb) else rgb
     has = regions.reshape(len(regions), -1).any(1)
     rng = np.random.default_rng(seed)
     findings, figures = [], {}
@@ -274,7 +274,8 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
     step("counterfactuals")
     start = time.perf_counter()
     threshold = meta.decision_threshold if meta.positive_index is not None else None
-    findings, figures = _counterfactuals(model, spec, photos, regions, index, threshold, meta.classes, seed)
+    findings, figures = _counterfactuals(model, spec, photos, data_images.rgb, regions, index, threshold,
+                                         meta.classes, seed)
     audit.findings += findings
     audit.figures.update(figures)
     timings["counterfactuals"] = time.perf_counter() - start

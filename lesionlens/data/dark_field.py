@@ -54,14 +54,15 @@ class DarkField:
     outside_area: float  # share of the photo outside the circle
     circle: tuple[float, float, float]  # (cx / width, cy / height, r / width)
 
-    def region(self, height: int, width: int) -> np.ndarray:
-        """bool (height, width): outside the fitted field (the dark frame); all False when no
-        frame was found."""
+    def region(self, height: int, width: int, inset: float = 0.0) -> np.ndarray:
+        """bool (height, width): outside the fitted field (the dark frame), reaching `inset` px
+        into it; all False when no frame was found."""
         if not self.is_ring:
             return np.zeros((height, width), bool)
         cx, cy, r = self.circle
         yy, xx = np.mgrid[0:height, 0:width]
-        return (xx + 0.5 - cx * width) ** 2 + (yy + 0.5 - cy * height) ** 2 > (r * width) ** 2
+        radius = max(r * width - inset, 0.0)
+        return (xx + 0.5 - cx * width) ** 2 + (yy + 0.5 - cy * height) ** 2 > radius ** 2
 
     def to_dict(self) -> dict:
         return {"is_ring": self.is_ring, "score": round(self.score, 4), "outside_dark": round(self.outside_dark, 4),

@@ -64,7 +64,10 @@ def frame_region(rgb: np.ndarray) -> np.ndarray | None:
     found = detect_dark_field(rgb)
     if not found.is_ring:
         return None
-    return with_frame_edge(found.region(*rgb.shape[:2]))
+    # the circle drawn FRAME_EDGE further in: what with_frame_edge's dilation gives for a circle's
+    # outside, without a kernel of 8% of the side (4.8 s on a 2000x1500 photo, against 0.1 s)
+    h, w = rgb.shape[:2]
+    return found.region(h, w, inset=max(1, int(round(FRAME_EDGE * min(h, w)))))
 
 
 def remove_frame(rgb: np.ndarray) -> np.ndarray:
