@@ -2,7 +2,8 @@
 map says: the photo, its melanoma-feature masks (outlined, named), LRP with the default rules as
 the product draws it (smoothed over the input grid: render.display_map) and raw, LRP with any other
 recipes asked for, the plain gradient, input x gradient and Grad-CAM, each with the share of its
-positive evidence (as drawn) on the melanoma features. The figure the README shows.
+positive evidence (as drawn) on the melanoma features, and its top CRP concepts, each named by
+the feature its relevance falls on in this photo. The figure the README shows.
 
     .venv/bin/python scripts/melanoma_figure.py [--out out] [--arch resnet50] [--index K]
         [--recipes epsilon_shared+first=wsquare,...] --save docs/img/melanoma-features.png
@@ -20,21 +21,31 @@ import cv2
 import numpy as np
 
 SIZE = 224  # px per panel: large enough to see a globule
+CONCEPTS = 4  # the top CRP concepts drawn, as explain-eval's purity counts them
 
 
-def _panel(rgb: np.ndarray, heatmap: np.ndarray, title: str, share: float | None) -> np.ndarray:
+def _panel(rgb: np.ndarray, heatmap: np.ndarray, title: str, share: float | None, line: str = "") -> np.ndarray:
     from lesionlens.explain.render import colour_scale, overlay
 
     big = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
     heat = cv2.resize(heatmap.astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
     panel = overlay(big, heat, scale=colour_scale(heat))
-    return _titled(panel, title, "" if share is None else f"{share:.0%} of its evidence on melanoma features")
+    return _titled(panel, title, line if share is None else f"{share:.0%} of its evidence on melanoma features")
+
+
+LINE = 40  # characters that fit a panel's width at the caption's font
 
 
 def _titled(panel: np.ndarray, title: str, line: str) -> np.ndarray:
-    top = np.full((38, panel.shape[1], 3), 255, np.uint8)
+    """The panel under a title and up to two caption lines (a longer caption wraps at a comma)."""
+    top = np.full((52, panel.shape[1], 3), 255, np.uint8)
     cv2.putText(top, title[:34], (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
-    cv2.putText(top, line[:40], (4, 32), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (20, 20, 20), 1, cv2.LINE_AA)
+    first, rest = line, ""
+    if len(line) > LINE and ", " in line[:LINE]:
+        cut = line[:LINE].rindex(", ")
+        first, rest = line[:cut + 1], line[cut + 2:]
+    for row, text in ((32, first), (47, rest)):
+        cv2.putText(top, text[:LINE], (4, row), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (20, 20, 20), 1, cv2.LINE_AA)
     return np.vstack([top, panel])
 
 
@@ -100,6 +111,26 @@ def main() -> None:
         add(drawn, method.signed_evidence, method.name if method.name != "lrp" else "lrp, as drawn (default rules)")
         if method.name == "lrp":
             add(heat, True, f"lrp raw ({grid}-px grid, not smoothed)")
+    # the top CRP concepts, each named by the feature mask its relevance falls on in this image
+    # (the atlas names a concept from its top training images instead: explain's cards)
+    from lesionlens.explain.api import explain
+    from lesionlens.explain.feature_names import label, name_from, regions_of, shares
+
+    regions = regions_of({name: masks[i] for name, masks in data.feature_masks.items()},
+                         data.artifact_masks[i], data.lesion_masks[i])
+    crp = explain(model, x[0], positive, "crp", meta.classes, concepts=CONCEPTS)
+    for concept in crp.concepts:
+        heat = concept.heatmap.numpy()
+        share = concept.evidence_share
+        title = f"concept {concept.channel}" + ("" if share is None else f": {share:+.0%} of the logit")
+        name = name_from([shares(heat, regions)])
+        if name is None:
+            name = "no positive relevance"
+        elif name["region"] == "mixed":  # label()'s sentence does not fit a panel's line
+            name = f"mixed: best region {name['share']:.0%}"
+        else:
+            name = label(name)
+        panels.append(_panel(rgb, as_drawn(heat[None], True, grid)[0], title, None, name))
     rows = [np.hstack(panels[k:k + 4] + [np.full_like(panels[0], 255)] * (4 - len(panels[k:k + 4])))
             for k in range(0, len(panels), 4)]
     from lesionlens.explain.render import png_bytes

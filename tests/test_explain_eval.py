@@ -112,6 +112,8 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
     assert lrp["infidelity"]["n"] == 2
     crp = report["methods"]["crp"]["metrics"]
     assert 0 <= crp["concept_abs_cosine"]["mean"] <= 1 and crp["layer_share_of_logit"]["n"] == 12
+    # scored on the melanomas called melanoma only (the unit test above checks the numbers)
+    assert crp["concept_purity"]["n"] <= melanomas and crp["concept_feature_kinds"]["n"] == crp["concept_purity"]["n"]
     assert len(report["methods"]["lrp"]["randomisation"]) > 1 and not report["methods"]["crp"]["randomisation"]
     md = (out / "explain_eval.md").read_text()
     assert "| mass_accuracy_lesion |" in md and "Randomisation" in md
@@ -172,6 +174,48 @@ def test_feature_regions_partition_the_melanoma_evidence(synth_small):
             for name in FEATURE_REGIONS:
                 assert np.allclose(share[name][rows], regions[name][rows].mean((1, 2)), atol=1e-6)
             assert np.allclose(sum(share[name][rows] for name in FEATURE_REGIONS), 1)
+
+
+def test_concept_purity_is_the_share_on_the_best_feature_and_kinds_count_distinct_features(synth_small):
+    """Concepts drawn exactly on one feature each are pure (1.0) and name as many kinds as there
+    are different features; concepts that all cover the whole image score the largest feature's
+    area and name one kind; images not explained as melanoma are not scored."""
+    from lesionlens.data.preprocess import PreprocessSpec
+    from lesionlens.explain.evaluation.data import load_eval_images
+    from lesionlens.explain.evaluation.runner import MethodScores, _concept_purity, feature_regions
+    from lesionlens.explain.methods import Concept, MethodResult
+
+    data = load_eval_images(synth_small, PreprocessSpec(size=64), ["benign", "melanoma"], 60)
+    data.positive = 1
+    scored, _ = feature_regions(data)
+    artifact = data.artifact_masks
+    drawn = {name: masks & ~artifact for name, masks in data.feature_masks.items()}
+    # melanomas with at least two features drawn outside the artifact
+    rich = [i for i in np.nonzero(scored)[0] if sum(m[i].any() for m in drawn.values()) >= 2]
+    assert rich
+    targets = torch.ones(len(data.labels), dtype=torch.long)
+    targets[rich[-1]] = 0  # explained as benign: not scored
+    one_each, everywhere = [], []
+    for i in range(len(data.labels)):
+        present = [name for name, m in drawn.items() if m[i].any()][:2] or ["globules"]
+        maps = [torch.from_numpy(drawn[name][i].astype(np.float32)) for name in present]
+        one_each.append([Concept("layer", k, 0.1, heatmap=m) for k, m in enumerate(maps)])
+        everywhere.append([Concept("layer", k, 0.1, heatmap=torch.ones(data.lesion_masks.shape[1:]))
+                           for k in range(4)])
+    logits = torch.zeros(len(data.labels), 2)
+    for concepts, expect_pure in ((one_each, True), (everywhere, False)):
+        scores = MethodScores("crp")
+        result = MethodResult(heatmaps=torch.zeros(len(data.labels), 64, 64), logits=logits, targets=targets,
+                              concepts=concepts)
+        _concept_purity(scores, result, data, targets)
+        purity, kinds = scores.per_image["concept_purity"], scores.per_image["concept_feature_kinds"]
+        rows = rich[:-1]
+        assert np.isnan(purity[~scored]).all() and np.isnan(purity[rich[-1]])
+        if expect_pure:
+            assert np.allclose(purity[rows], 1) and np.all(kinds[rows] == 2)
+        else:
+            largest = [max(m[i].mean() for m in list(drawn.values()) + [artifact]) for i in rows]
+            assert np.allclose(purity[rows], largest, atol=1e-6) and np.all(kinds[rows] == 1)
 
 
 def test_cli_rejects_unknown_methods_in_one_line(trained_run, synth_small, tmp_path):

@@ -49,10 +49,18 @@ def region_masks(image: Path, spec: PreprocessSpec) -> Optional[dict[str, np.nda
         lesion = _read_mask(entry["lesion"], size, spec)
         artifact = _read_mask(entry["artifact"], size, spec)
         # only the generator's feature names: a CSV's column is data, not a label to print
-        features = {name: _read_mask(path, size, spec) & ~artifact for name, path in entry["features"].items()
+        features = {name: _read_mask(path, size, spec) for name, path in entry["features"].items()
                     if name in FEATURES}
     except (OSError, ValueError):
         return None
+    return regions_of(features, artifact, lesion)
+
+
+def regions_of(features: dict[str, np.ndarray], artifact: np.ndarray, lesion: np.ndarray) -> dict[str, np.ndarray]:
+    """Every region a concept can be named by, for one image: each feature (less what the
+    artifact covers: what lies under a frame is the frame's), the artifact, the rest of the
+    lesion and the skin."""
+    features = {name: mask & ~artifact for name, mask in features.items()}
     covered = artifact.copy()
     for mask in features.values():
         covered |= mask

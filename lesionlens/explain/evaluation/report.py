@@ -41,6 +41,10 @@ METRICS = {
     "max_sensitivity": ("Max-Sensitivity (Yeh et al. 2019)", "lower"),
     "concept_abs_cosine": ("mean |cosine| between the top concept heatmaps", "lower (distinct)"),
     "layer_share_of_logit": ("the concept layer's total relevance / the explained logit", "near 1"),
+    "concept_purity": ("melanomas called melanoma: mean share of a top-4 concept's positive relevance on its best "
+                       "feature mask (a drawn feature or the artifact)", "higher (one concept, one feature)"),
+    "concept_feature_kinds": ("... how many different features the top 4 concepts' best masks are (1-4)",
+                              "higher (concepts that see different things)"),
     "concept_conservation_error": ("|concept heatmap totals / their relevance at the layer - 1|", "lower"),
 }
 GOAL_STAGE = 2  # "the top stage and the head": the second step of the cascade
@@ -151,13 +155,16 @@ def _plots(out: Path, summary: dict) -> list[str]:
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_ylabel("Spearman of |map| with the trained model's")
     ax.set_title("Cascading randomisation (from the head down)")
-    ax.legend(fontsize=7)
+    if labels:  # no curve (only CRP, which is not randomised): no legend to draw
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no method randomised (CRP's map is LRP's)", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     written.append(_save(fig, out / "randomisation.png", write_bytes))
 
     keys = [k for k in ("mass_accuracy_lesion", "rank_accuracy_lesion", "pointing_game_lesion",
                         "feature_share_melanoma_features", "blockiness", "blockiness_displayed",
-                        "mass_accuracy_artifact", "total_sign_agrees", "concept_abs_cosine")
+                        "mass_accuracy_artifact", "total_sign_agrees", "concept_abs_cosine", "concept_purity")
             if any(summary[n]["metrics"].get(k, {}).get("mean") is not None for n in summary)]
     if keys:
         fig, axes = plt.subplots(1, len(keys), figsize=(3.0 * len(keys), 3.6), squeeze=False)

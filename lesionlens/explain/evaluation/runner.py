@@ -19,8 +19,9 @@ For each method (the architecture's own, plus the reference maps of references.p
 - class sensitivity: the Spearman correlation between the maps of the predicted class and the
   runner-up class;
 - for CRP: the mean |cosine| between the top-k concept heatmaps, the share of the logit the
-  concept layer carries, and how closely each concept's heatmap total matches its relevance at
-  the layer (conservation below the layer).
+  concept layer carries, how closely each concept's heatmap total matches its relevance at
+  the layer (conservation below the layer), and, on melanomas with feature masks, the top
+  concepts' purity (share on their best feature mask) and how many feature kinds they name.
 
 Every score is per image; the report gives means with 95% bootstrap CIs. A method is named
 `method` or `method:composite` (lrp and crp with another LRP recipe, for comparing them).
@@ -262,6 +263,39 @@ def _crp_scores(scores: MethodScores, result: MethodResult) -> None:
     scores.per_image["concept_conservation_error"] = np.asarray(errors)
 
 
+PURITY_CONCEPTS = 4  # the concepts a melanoma's card shows first
+
+
+def _concept_purity(scores: MethodScores, result: MethodResult, data: EvalImages, targets: torch.Tensor) -> None:
+    """On melanoma images explained as melanoma with every feature mask read, for the top
+    PURITY_CONCEPTS concepts: concept_purity, the mean share of a concept's positive relevance
+    on its best feature mask (a feature the generator drew, or the artifact: what names it in
+    the atlas), and concept_feature_kinds, how many different features those best masks are. A
+    concept map spread over the lesion scores the biggest feature's share of it; concepts that
+    all look at one blotch name one kind."""
+    from ..feature_names import regions_of, shares
+
+    found = feature_regions(data)
+    if found is None or not result.concepts:
+        return
+    scored = found[0] & (targets.numpy() == data.positive)
+    purity, kinds = np.full(len(targets), np.nan), np.full(len(targets), np.nan)
+    for i in np.nonzero(scored)[0]:
+        regions = regions_of({name: masks[i] for name, masks in data.feature_masks.items()},
+                             data.artifact_masks[i], data.lesion_masks[i])
+        regions = {name: mask for name, mask in regions.items() if name not in ("lesion_rest", "skin")}
+        best = []
+        for concept in result.concepts[i][:PURITY_CONCEPTS]:
+            found_shares = shares(concept.heatmap.numpy(), regions)
+            if found_shares:
+                best.append(max(found_shares.items(), key=lambda kv: kv[1]))
+        if best:
+            purity[i] = float(np.mean([share for _, share in best]))
+            kinds[i] = len({name for name, _ in best})
+    scores.per_image["concept_purity"] = purity
+    scores.per_image["concept_feature_kinds"] = kinds
+
+
 def _other_class_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     masked = logits.clone()
     masked[torch.arange(len(targets)), targets] = -torch.inf
@@ -299,6 +333,7 @@ def _score_trained(scores: MethodScores, method: Method, model, data: EvalImages
         scores.per_image["class_spearman"] = metrics.spearman(maps, other.heatmaps.numpy())
     if method.kind == "crp":
         _crp_scores(scores, result)
+        _concept_purity(scores, result, data, targets)
     # CRP's full heatmap is the LRP map: its infidelity, sensitivity and randomisation are LRP's
     if sensitivity_n and method.kind not in ("random", "crp"):
         step("infidelity and max-sensitivity")
