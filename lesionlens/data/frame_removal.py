@@ -88,10 +88,11 @@ def even_out_rim(rgb: np.ndarray, circle: tuple[float, float, float], inset: flo
     (plus RIM_TOLERANCE), the scale interpolated smoothly between rings. Only ever darkens, and
     only where skin shows it: a lesion darker than the skin never sets the level.
 
-    Why: a soft frame's bright rim was left on the photo after the fill (14% of its pixels more
-    than 5% brighter). The main job's revised ResNet50 flagged 11% of benign held-out photos
-    newly with such a frame painted on; with the rim painted at half strength 7%, without it 3%,
-    as the other styles (2026-12-07)."""
+    Why: a soft frame's bright rim was left on the photo after the fill (28% of a 96-px field
+    more than 5% brighter than the frame-free photo; 18% evened). The main job's revised ResNet50
+    flagged 10.6% of benign held-out photos newly with such a frame painted on; with the rim
+    painted at half strength 6.6%, without it 3.3%, as the other styles; revised with the
+    evening, 5.3% (2026-12-07, benchmarks/RESULTS.md)."""
     h, w = rgb.shape[:2]
     # the ring statistics on a copy at most PROFILE_SIZE px wide (the profile is smooth: 0.95 s
     # on a 2000x1500 photo at full size); the scale is applied at full size
