@@ -32,6 +32,29 @@ def test_spec_round_trips_through_json_and_rejects_nonsense():
         PreprocessSpec(size=96, std=(0, 1, 1))
 
 
+def test_a_spec_with_a_step_this_version_does_not_know_is_refused_by_name(tmp_path):
+    """A newer lesionlens's pixel step (as `unframe` was) must not be skipped silently: the model
+    would see other pixels than it was trained on. model.json and the ONNX metadata name it."""
+    import json
+
+    from lesionlens.errors import MetadataError, RunError
+    from lesionlens.runtime.metadata import FlagPolicy, ModelMetadata
+    from lesionlens.training.rundir import RunMetadata
+
+    newer = dict(PreprocessSpec(size=96).to_dict(), dehaze=True)
+    with pytest.raises(ValueError, match="dehaze"):
+        PreprocessSpec.from_dict(newer)
+    with pytest.raises(RunError, match=r"runs/a/model\.json: bad preprocessing spec .*dehaze"):
+        RunMetadata.from_dict({"arch": "resnet50", "classes": ["benign", "melanoma"], "preprocessing": newer,
+                               "weights_sha256": "0" * 64}, source="runs/a/model.json")
+    props = ModelMetadata(classes=["benign", "melanoma"], preprocessing=PreprocessSpec(size=96),
+                          flag_policy=FlagPolicy("melanoma", 1, 0.5), arch="resnet50",
+                          weights_sha256="0" * 64).to_props()
+    props["preprocessing"] = json.dumps(newer)
+    with pytest.raises(MetadataError, match="model.onnx: malformed lesionlens metadata .*dehaze"):
+        ModelMetadata.from_props(props, source="model.onnx")
+
+
 def test_data_decode_and_preprocess_do_not_import_torch():
     assert_runs_without_heavy_imports(
         "import lesionlens.data as d, numpy as np; "

@@ -98,7 +98,14 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessSpec":
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        # a field this version does not know is a pixel step it would skip (a lesionlens before
+        # `unframe` read a revised model's spec without its frame removal and fed the model other
+        # pixels than it was trained on): refused, by name, rather than dropped
+        unknown = sorted(k for k in data if k not in cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown preprocessing field(s) {unknown}: written by a newer lesionlens, "
+                             f"whose steps this one would skip; update lesionlens to use this model")
+        known = dict(data)
         for key in ("mean", "std"):
             if key in known:
                 known[key] = tuple(known[key])
