@@ -49,7 +49,8 @@ METHODS = REVISION_METHODS  # model.json accepts exactly these
 # The defaults, as benchmarks/RESULTS.md measured. For the ring, frame removal: on the same
 # ResNet50 parent it left 2 / 0 / 2 / 2 / 11% of benign held-out photos newly flagged with a
 # circle / corners / bands / grey / soft frame painted on, against augmentation's 26 / 4 / 11 /
-# 22 / 37%, at the same held-out AUC (0.909 vs 0.912; parent 0.851). Frame normalisation removed
+# 22 / 37%, at the same held-out AUC (0.909 vs 0.912; parent 0.851); with the soft frame's rim
+# evened out as well (2026-12-07), 2 / 0 / 0 / 2 / 5.3%. Frame normalisation removed
 # frames as well but blacks out 45% of every photo and cost 0.04-0.05 AUC on two architectures.
 # For any other artifact (a ruler, a colour patch), augmentation: it needs only a region.
 DEFAULT_METHOD = "augment"
