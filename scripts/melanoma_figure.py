@@ -116,7 +116,10 @@ def main() -> None:
     from lesionlens.explain.api import explain
     from lesionlens.explain.feature_names import label, name_from, regions_of, shares
 
-    regions = regions_of({name: masks[i] for name, masks in data.feature_masks.items()},
+    from lesionlens.data.synth import FEATURES
+
+    # only the generator's feature names: a CSV's column is data, not a label to print
+    regions = regions_of({name: masks[i] for name, masks in data.feature_masks.items() if name in FEATURES},
                          data.artifact_masks[i], data.lesion_masks[i])
     crp = explain(model, x[0], positive, "crp", meta.classes, concepts=CONCEPTS)
     for concept in crp.concepts:
