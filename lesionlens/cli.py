@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=COUNT.parse, default=200, help="images to score (default 200)")
     p.add_argument("--methods", action="append",
                    help="comma-separated (default: the architecture's methods + gradient, input_x_gradient, "
-                        "random); also edge, lrp:<composite>, crp:<composite>")
+                        "random); also edge, lrp:<composite>, crp:<composite>, crp@<layer> (another "
+                        "concept layer of the architecture)")
     p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--sensitivity-n", type=Bounds(0, whole=True).parse, default=32,
                    help="images for infidelity and max-sensitivity (each re-explains 10 perturbations); 0: skip")

@@ -6,7 +6,7 @@ positive evidence (as drawn) on the melanoma features, and its top CRP concepts,
 the feature its relevance falls on in this photo. The figure the README shows.
 
     .venv/bin/python scripts/melanoma_figure.py [--out out] [--arch resnet50] [--index K]
-        [--recipes epsilon_shared+first=wsquare,...] --save docs/img/melanoma-features.png
+        [--recipes epsilon_shared+first=wsquare,...] [--layer layer2] --save docs/img/melanoma-features.png
 
 `--index` picks the K-th melanoma called melanoma among the held-out images that carry at least
 three melanoma features (so there is something to point at).
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--recipes", default="")
+    parser.add_argument("--layer", default=None, help="CRP's concept layer (default: the architecture's)")
     parser.add_argument("--save", type=Path, required=True)
     args = parser.parse_args()
 
@@ -121,11 +122,11 @@ def main() -> None:
     # only the generator's feature names: a CSV's column is data, not a label to print
     regions = regions_of({name: masks[i] for name, masks in data.feature_masks.items() if name in FEATURES},
                          data.artifact_masks[i], data.lesion_masks[i])
-    crp = explain(model, x[0], positive, "crp", meta.classes, concepts=CONCEPTS)
+    crp = explain(model, x[0], positive, "crp", meta.classes, concepts=CONCEPTS, layer=args.layer)
     for concept in crp.concepts:
         heat = concept.heatmap.numpy()
         share = concept.evidence_share
-        title = f"concept {concept.channel}" + ("" if share is None else f": {share:+.0%} of the logit")
+        title = f"{concept.layer} {concept.channel}" + ("" if share is None else f": {share:+.0%} of the logit")
         name = name_from([shares(heat, regions)])
         if name is None:
             name = "no positive relevance"

@@ -259,7 +259,7 @@ def test_compare_matches_relevance_rows_by_class_when_the_visible_artifact_shrin
 def test_frame_style_figure_names_each_style_and_its_effect(tmp_path):
     """The audit's frame_paste_styles.png: the photo as it was and every style, each large enough
     to see, with its name and share newly flagged written under it (it was a bare 96-px strip)."""
-    from lesionlens.audit.paste_test import TILE, frame_paste_findings
+    from lesionlens.audit.paste_test import DRAWS_PER_IMAGE, TILE, frame_paste_findings
     from lesionlens.data.frames import FRAME_STYLES
     from lesionlens.data.preprocess import PreprocessSpec
 
@@ -272,6 +272,11 @@ def test_frame_style_figure_names_each_style_and_its_effect(tmp_path):
     findings, figure = frame_paste_findings(probabilities, lambda p: p[:, 1] > 0.5, PreprocessSpec(size=64),
                                             tmp_path / "h", ["benign", "melanoma"], 1)
     assert [f["evidence"]["style"] for f in findings] == list(FRAME_STYLES)
+    for f in findings:  # DRAWS_PER_IMAGE frames per photo, each counted
+        e = f["evidence"]
+        assert e["draws_per_image"] == DRAWS_PER_IMAGE > 1
+        trials = e["newly_flagged"]["mean"] * e["images"] * DRAWS_PER_IMAGE
+        assert abs(trials - round(trials)) < 1e-6 and e["newly_flagged"]["mean"] <= e["flagged_after"] + 1e-9
     assert figure.shape[1] == (len(FRAME_STYLES) + 1) * (TILE + 4) and figure.shape[0] > TILE
     caption = figure[TILE:, :TILE]
     assert (caption < 128).any() and (figure[TILE:, -TILE:] < 128).any()  # text under the first and last tile

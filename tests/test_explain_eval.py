@@ -73,6 +73,33 @@ def test_randomisation_flags_an_edge_detector_and_passes_lrp(synth_small, tmp_pa
     assert lrp[-1] < 0.8 and lrp[-1] < min(edge) - 0.2, lrp
 
 
+def test_crp_at_another_concept_layer(tmp_path):
+    """crp@LAYER scores the concepts of another of the architecture's concept layers (the
+    resolution question of issue 19: layer2 is 12x12 at 96 px, layer3 6x6); a layer that is not
+    one, or a layer on another method, is refused before any work."""
+    from conftest import write_random_run
+    from lesionlens.errors import UsageError
+    from lesionlens.explain.evaluation.runner import parse_methods
+    from lesionlens.training.architectures import get_spec
+    from lesionlens.training.rundir import load_run
+
+    spec = get_spec("resnet50")
+    default, finer, composite = parse_methods(["crp", "crp@layer2", "crp:epsilon_shared@layer2"], spec, 0)
+    assert (default.layer, finer.layer, composite.layer, composite.composite) == (None, "layer2", "layer2",
+                                                                                   "epsilon_shared")
+    for bad in ("crp@fc", "crp@layer9", "lrp@layer2", "gradient@layer2"):
+        with pytest.raises(UsageError, match="layer"):
+            parse_methods([bad], spec, 0)
+    model, _ = load_run(write_random_run(tmp_path / "run", "resnet50", size=64))
+    explainer = finer.open(model)
+    try:
+        assert explainer.layer == "layer2"
+        result = finer.compute(model, torch.rand(2, 3, 64, 64), torch.tensor([0, 1]), batch=2, explainer=explainer)
+    finally:
+        explainer.close()
+    assert result.heatmaps.shape == (2, 64, 64) and result.concepts and len(result.concepts) == 2
+
+
 def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, tmp_path):
     import csv
     import shutil

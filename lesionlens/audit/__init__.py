@@ -18,6 +18,7 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
               compare: Optional[Path] = None) -> dict:
     from .dataset_audit import audit_dataset
     from .model_audit import MIN_SHIFT, audit_model
+    from .paste_test import DRAWS_PER_IMAGE
     from .report import write_audit_report
 
     started = time.perf_counter()
@@ -43,7 +44,10 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
         if compare is not None:  # the parent, on the same images with the same seed
             from .compare import compare_findings, earlier_findings
 
-            key = {"data": str(data), "heldout": str(heldout) if heldout else None, "n": n, "seed": seed}
+            # frame_draws: an audit that painted another number of frames per photo measured
+            # the frame-paste test differently (audits before it had none: one frame)
+            key = {"data": str(data), "heldout": str(heldout) if heldout else None, "n": n, "seed": seed,
+                   "frame_draws": DRAWS_PER_IMAGE}
             before = earlier_findings(Path(compare), key)
             if before is None:
                 say(f"the same checks on {compare}")
@@ -59,7 +63,7 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
     summary = {"data": str(data), "run": str(run) if run else None, "heldout": str(heldout) if heldout else None,
                "classes": dataset.classes, "images": len(dataset.records), "readable": len(dataset.readable),
                "ring_images": sum(r["is_ring"] for r in rings), "artifact_regions": artifact_source,
-               "n": n, "weights_sha256": weights, "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
+               "n": n, "frame_draws": DRAWS_PER_IMAGE if run is not None else None, "weights_sha256": weights, "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
                "images_per_second": len(dataset.records) / max(1e-9, dataset.timings["decode + detector + hash"]),
                "timings": {k: round(v, 2) for k, v in timings.items()},
                "per_image": [{"path": str(r.path), "label": dataset.classes[r.label], "split": r.split,

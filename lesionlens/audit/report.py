@@ -68,7 +68,9 @@ def explain_finding(f: dict) -> str:
                 f"{_ci(e['probability_change'])} and flips {_ci(e['flipped_decisions'], True)} of the decisions: {verdict}.")
     if kind == "frame_paste_style":
         verdict = "the model calls the frame, not the lesion" if f["flagged"] else "no material reaction"
-        return (f"A {e['style']} frame painted onto {e['images']} held-out images of other classes newly makes "
+        draws = e.get("draws_per_image", 1)  # audits before 2026-12-07 painted one frame per image
+        frames = f" ({draws} frames each)" if draws > 1 else ""
+        return (f"A {e['style']} frame painted onto {e['images']} held-out images of other classes{frames} newly makes "
                 f"{_ci(e['newly_flagged'], True)} of them {e['class']} (flagged before: "
                 f"{100 * e['flagged_before']:.0f}%, after: {100 * e['flagged_after']:.0f}%): {verdict}.")
     if kind == "threshold_sensitivity":

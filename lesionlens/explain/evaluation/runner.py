@@ -72,6 +72,7 @@ class Method:
     signed_evidence: bool  # False: localisation scores |map| (the plain gradient, edges)
     class_specific: bool = True
     options: dict = field(default_factory=dict)
+    layer: Optional[str] = None  # CRP's concept layer; None: the architecture's default
 
     def open(self, model: torch.nn.Module):
         """An explainer prepared once on `model` (canonized copy, rules registered), to pass to
@@ -83,6 +84,8 @@ class Method:
         options = {"composite": self.composite} if self.composite else {}
         if self.kind == "crp":
             options.update(concepts=TOP_CONCEPTS)
+            if self.layer:
+                options.update(layer=self.layer)
         elif self.kind == "attention_crp":
             # only its region's heatmap is scored: one conditional map (the fewest allowed), not eight
             options.update(concepts=1)
@@ -113,7 +116,14 @@ class Method:
 def parse_methods(names: Sequence[str], spec, seed: int) -> list[Method]:
     methods = []
     for name in names:
-        kind, _, composite = name.partition(":")
+        # crp@LAYER (or crp:COMPOSITE@LAYER): the concepts at another of the architecture's layers
+        base, _, layer = name.partition("@")
+        kind, _, composite = base.partition(":")
+        if layer and kind != "crp":
+            raise UsageError(f"method {name!r}: only crp takes a layer (crp@LAYER)")
+        if layer and layer not in spec.concept_layers:
+            raise UsageError(f"method {name!r}: {layer!r} is not a concept layer of {spec.name}; "
+                             f"use one of {list(spec.concept_layers)}")
         if kind in REFERENCES:
             if composite:
                 raise UsageError(f"method {name!r}: only lrp and crp take a composite")
@@ -128,10 +138,11 @@ def parse_methods(names: Sequence[str], spec, seed: int) -> list[Method]:
 
                 get_recipe(composite)  # a clear error for a typo, before any work
             # Grad-CAM and attention are >= 0 and LRP/CRP signed evidence: all score their positive part
-            methods.append(Method(name, kind, composite or None, True, class_specific=kind != "attention"))
+            methods.append(Method(name, kind, composite or None, True, class_specific=kind != "attention",
+                                  layer=layer or None))
         else:
             raise UsageError(f"unknown method {name!r} for {spec.name}; use {list(spec.methods)}, "
-                             f"{sorted(REFERENCES)}, or lrp:<composite> / crp:<composite>")
+                             f"{sorted(REFERENCES)}, or lrp:<composite> / crp:<composite> / crp@<layer>")
     return methods
 
 
