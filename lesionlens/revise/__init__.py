@@ -51,7 +51,7 @@ METHODS = REVISION_METHODS  # model.json accepts exactly these
 # circle / corners / bands / grey / soft frame painted on, against augmentation's 26 / 4 / 11 /
 # 22 / 37%, at the same held-out AUC (0.909 vs 0.912; parent 0.851); with the soft frame's rim
 # evened out as well (2026-12-07; each style painted 3 times per photo), 2 / 1 / 1 / 2 / 6%
-# (attention-ResNet50 at most 3%, EfficientNet at most 1%). Frame normalisation removed
+# (attention-ResNet50 at most 4.6%, EfficientNet at most 1%). Frame normalisation removed
 # frames as well but blacks out 45% of every photo and cost 0.04-0.05 AUC on two architectures.
 # For any other artifact (a ruler, a colour patch), augmentation: it needs only a region.
 DEFAULT_METHOD = "augment"
