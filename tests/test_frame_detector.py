@@ -181,15 +181,11 @@ def test_frame_removal_fills_every_style_with_skin(style):
     assert np.mean(np.array(left) < 0.05) >= 0.95, f"{style}: dark frame left on {np.mean(np.array(left) >= 0.05):.2f}"
 
 
-def _field_after_removal(style: str, seed: int):
-    """(frame-free photo, fill only, remove_frame) brightness, and the field left unfilled (less
-    the fill's feathered edge), for a photo with a frame of `style`; None where none is found."""
-    from lesionlens.data.dark_field import detect_dark_field
+def _fill_and_removal(rgb: np.ndarray):
+    """(fill only, remove_frame) brightness and the field left unfilled (less the fill's feathered
+    edge) for `rgb`; None where no frame is found."""
     from lesionlens.data.frame_removal import FRAME_EDGE, fill_with_skin, remove_frame
 
-    aspect = ASPECTS[seed % 2]
-    rgb, _, _ = sample_photo(seed, 96, aspect, frame=style)
-    clean = sample_photo(seed, 96, aspect)[0].astype(np.float32).mean(axis=2)
     found = detect_dark_field(rgb)
     if not found.is_ring:
         return None
@@ -197,7 +193,31 @@ def _field_after_removal(style: str, seed: int):
     inset = max(1, int(round(FRAME_EDGE * min(h, w))))
     field = ~found.region(h, w, inset=inset + 0.03 * min(h, w))
     filled = fill_with_skin(rgb, found.region(h, w, inset=inset)).astype(np.float32).mean(axis=2)
-    return clean, filled, remove_frame(rgb).astype(np.float32).mean(axis=2), field
+    return filled, remove_frame(rgb).astype(np.float32).mean(axis=2), field
+
+
+def _framed(style: str, seed: int) -> np.ndarray:
+    return sample_photo(seed, 96, ASPECTS[seed % 2], frame=style)[0]
+
+
+def _field_after_removal(style: str, seed: int):
+    """(frame-free photo, fill only, remove_frame) brightness, and the field left unfilled, for a
+    photo with a frame of `style`; None where none is found."""
+    found = _fill_and_removal(_framed(style, seed))
+    if found is None:
+        return None
+    clean = sample_photo(seed, 96, ASPECTS[seed % 2])[0].astype(np.float32).mean(axis=2)
+    return (clean, *found)
+
+
+def _share_changed_by_evening(rgb: np.ndarray):
+    """The share of the unfilled field whose brightness remove_frame's rim evening changes by more
+    than 5%; None where no frame is found."""
+    found = _fill_and_removal(rgb)
+    if found is None:
+        return None
+    filled, evened, field = found
+    return float((np.abs(evened - filled) > 0.05 * filled)[field].mean())
 
 
 def test_frame_removal_evens_out_a_bright_rim_and_leaves_fields_without_one():
@@ -215,29 +235,9 @@ def test_frame_removal_evens_out_a_bright_rim_and_leaves_fields_without_one():
     assert len(brighter["fill"]) >= 90 and np.mean(brighter["fill"]) > 0.15  # there was a rim to even out
     assert np.mean(brighter["evened"]) <= 0.75 * np.mean(brighter["fill"]), brighter
     for style in ("circle", "grey", "bands"):
-        changed = []
-        for i in range(60):
-            found = _field_after_removal(style, 91_000 + i)
-            if found is not None:
-                _, filled, evened, field = found
-                changed.append((np.abs(evened - filled) > 0.05 * filled)[field].mean())
+        changed = [c for c in (_share_changed_by_evening(_framed(style, 91_000 + i)) for i in range(60))
+                   if c is not None]
         assert np.mean(changed) <= 0.05, f"{style}: the evening changed {np.mean(changed):.3f} of the field"
-
-
-def _share_changed_by_evening(rgb: np.ndarray):
-    """The share of the unfilled field whose brightness remove_frame's rim evening changes by more
-    than 5%; None where no frame is found."""
-    from lesionlens.data.frame_removal import FRAME_EDGE, fill_with_skin, remove_frame
-
-    found = detect_dark_field(rgb)
-    if not found.is_ring:
-        return None
-    h, w = rgb.shape[:2]
-    inset = max(1, int(round(FRAME_EDGE * min(h, w))))
-    field = ~found.region(h, w, inset=inset + 0.03 * min(h, w))
-    filled = fill_with_skin(rgb, found.region(h, w, inset=inset)).astype(np.float32).mean(axis=2)
-    evened = remove_frame(rgb).astype(np.float32).mean(axis=2)
-    return float((np.abs(evened - filled) > 0.05 * filled)[field].mean())
 
 
 @pytest.mark.parametrize("name", UNTUNED_FRAMES)
