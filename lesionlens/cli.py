@@ -175,8 +175,9 @@ def _cmd_revise(args) -> int:
 
     method = args.method or default_method(args.artifact)  # one source for the default: the revise package's
     say = (lambda what: None) if args.quiet else (lambda what: print(f"revise: {what}", file=sys.stderr))
+    epochs = {"epochs": args.epochs} if args.epochs else {}  # else the revise package's measured default
     out = run_revise(Path(args.run), Path(args.data), Path(args.out), method, artifact=args.artifact,
-                     layer=args.layer, epochs=args.epochs, seed=args.seed, progress=say)
+                     layer=args.layer, seed=args.seed, progress=say, **epochs)
     print(f"revised run: {out} (method {method}, artifact {args.artifact}); audit it with "
           f"`lesionlens audit --data DATA --run {out} --compare {args.run} --out {out}/audit`")
     return EXIT_OK
@@ -369,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: unframe for the ring, augment for any other artifact (the measurements' choice, README)")
     p.add_argument("--artifact", default="ring", help="ring (masks or the frame detector) or COLUMN=VALUE")
     p.add_argument("--layer", help="P-ClArC / RR-ClArC layer (default: the architecture's last feature map)")
-    p.add_argument("--epochs", type=Bounds(1, 100, whole=True).parse, default=6, help="fine-tuning epochs")
+    p.add_argument("--epochs", type=Bounds(1, 100, whole=True).parse,
+                   help="fine-tuning epochs (default: 8, the measured choice, README)")
     p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_revise)
@@ -404,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="images to search (default: the run's train + val splits)")
     p.add_argument("--image-root")
-    p.add_argument("--layer", help="CRP layer (default: the architecture's concept layer, e.g. layer3)")
+    p.add_argument("--layer", help="CRP layer (default: the architecture's concept layer, e.g. layer2)")
     p.add_argument("--max-images", type=COUNT.parse, default=None)
     p.add_argument("--batch-size", type=BATCH.parse, default=16)
     p.set_defaults(func=_cmd_atlas)

@@ -258,9 +258,10 @@ def test_compare_matches_relevance_rows_by_class_when_the_visible_artifact_shrin
 
 def test_frame_style_figure_names_each_style_and_its_effect(tmp_path):
     """The audit's frame_paste_styles.png: the photo as it was and every style, each large enough
-    to see, with its name and share newly flagged written under it (it was a bare 96-px strip)."""
-    from lesionlens.audit.paste_test import DRAWS_PER_IMAGE, TILE, frame_paste_findings
-    from lesionlens.data.frames import FRAME_STYLES
+    to see, with its name and share newly flagged written under it (it was a bare 96-px strip);
+    lookalike_paste.png: the same for the look-alikes, the control."""
+    from lesionlens.audit.paste_test import DRAWS_PER_IMAGE, LOOKALIKE_KIND, TILE, frame_paste_findings
+    from lesionlens.data.frames import FRAME_STYLES, LOOKALIKES
     from lesionlens.data.preprocess import PreprocessSpec
 
     generate(tmp_path / "h", n=16, size=64, seed=73, aspect="4:3", progress=False)
@@ -269,14 +270,51 @@ def test_frame_style_figure_names_each_style_and_its_effect(tmp_path):
         dark = np.array([float(im.mean() < 120) for im in images])  # a frame darkens the photo
         return np.stack([1 - dark, dark], 1)
 
-    findings, figure = frame_paste_findings(probabilities, lambda p: p[:, 1] > 0.5, PreprocessSpec(size=64),
-                                            tmp_path / "h", ["benign", "melanoma"], 1)
-    assert [f["evidence"]["style"] for f in findings] == list(FRAME_STYLES)
+    findings, figures = frame_paste_findings(probabilities, lambda p: p[:, 1] > 0.5, PreprocessSpec(size=64),
+                                             tmp_path / "h", ["benign", "melanoma"], 1)
+    assert [(f["kind"], f["evidence"]["style"]) for f in findings] == (
+        [("frame_paste_style", s) for s in FRAME_STYLES] + [(LOOKALIKE_KIND, k) for k in LOOKALIKES])
     for f in findings:  # DRAWS_PER_IMAGE frames per photo, each counted
         e = f["evidence"]
         assert e["draws_per_image"] == DRAWS_PER_IMAGE > 1
         trials = e["newly_flagged"]["mean"] * e["images"] * DRAWS_PER_IMAGE
         assert abs(trials - round(trials)) < 1e-6 and e["newly_flagged"]["mean"] <= e["flagged_after"] + 1e-9
-    assert figure.shape[1] == (len(FRAME_STYLES) + 1) * (TILE + 4) and figure.shape[0] > TILE
-    caption = figure[TILE:, :TILE]
-    assert (caption < 128).any() and (figure[TILE:, -TILE:] < 128).any()  # text under the first and last tile
+    for name, count in (("frame_paste_styles.png", len(FRAME_STYLES)), ("lookalike_paste.png", len(LOOKALIKES))):
+        figure = figures[name]
+        assert figure.shape[1] == (count + 1) * (TILE + 4) and figure.shape[0] > TILE
+        caption = figure[TILE:, :TILE]
+        assert (caption < 128).any() and (figure[TILE:, -TILE:] < 128).any()  # text under the first and last tile
+
+
+def test_lookalike_control_catches_a_model_that_reads_the_lighting(tmp_path):
+    """A model that calls a photo melanoma when one side is much darker than the other (what the
+    main job's models did with an illumination gradient) is flagged by the gradient look-alike,
+    while frames dark all round leave it alone; the finding's sentence says it is a control."""
+    from lesionlens.audit.paste_test import LOOKALIKE_KIND, frame_paste_findings
+    from lesionlens.audit.report import explain_finding
+    from lesionlens.data.preprocess import PreprocessSpec
+
+    generate(tmp_path / "h", n=40, size=64, seed=74, aspect="4:3", progress=False)
+
+    def probabilities(images):
+        def lopsided(im):
+            grey = im.astype(np.float32).mean(axis=2)
+            h, w = grey.shape
+            halves = [(grey[:, : w // 2].mean(), grey[:, w - w // 2:].mean()),
+                      (grey[: h // 2].mean(), grey[h - h // 2:].mean())]
+            return max(max(a, b) / max(1.0, min(a, b)) for a, b in halves) > 1.25
+        side = np.array([float(lopsided(im)) for im in images])
+        return np.stack([1 - side, side], 1)
+
+    findings, _ = frame_paste_findings(probabilities, lambda p: p[:, 1] > 0.5, PreprocessSpec(size=64),
+                                       tmp_path / "h", ["benign", "melanoma"], 1)
+    by_name = {f["evidence"]["style"]: f for f in findings}
+    gradient = by_name["gradient"]
+    assert gradient["kind"] == LOOKALIKE_KIND and gradient["flagged"] and gradient["effect_size"] > 0.5
+    # measured: gradient 0.85; circle 0.04, corners 0, bands 0.02 (grey 0.08 and soft 0.48: their
+    # fields sit off-centre, so one side is darker)
+    for style in ("circle", "corners", "bands"):
+        assert not by_name[style]["flagged"], by_name[style]["evidence"]
+    assert not by_name["vignetting"]["flagged"] and not by_name["dark_skin"]["flagged"]
+    sentence = explain_finding(gradient)
+    assert "gradient (not a frame: a control)" in sentence and "reads the darkening" in sentence

@@ -18,7 +18,7 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
               compare: Optional[Path] = None) -> dict:
     from .dataset_audit import audit_dataset
     from .model_audit import MIN_SHIFT, audit_model
-    from .paste_test import DRAWS_PER_IMAGE
+    from .paste_test import DRAWS_PER_IMAGE, LOOKALIKES
     from .report import write_audit_report
 
     started = time.perf_counter()
@@ -45,9 +45,10 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
             from .compare import compare_findings, earlier_findings
 
             # frame_draws: an audit that painted another number of frames per photo measured
-            # the frame-paste test differently (audits before it had none: one frame)
+            # the frame-paste test differently (audits before it had none: one frame);
+            # lookalike_controls: audits before them lack those rows
             key = {"data": str(data), "heldout": str(heldout) if heldout else None, "n": n, "seed": seed,
-                   "frame_draws": DRAWS_PER_IMAGE}
+                   "frame_draws": DRAWS_PER_IMAGE, "lookalike_controls": list(LOOKALIKES)}
             before = earlier_findings(Path(compare), key)
             if before is None:
                 say(f"the same checks on {compare}")
@@ -63,7 +64,9 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
     summary = {"data": str(data), "run": str(run) if run else None, "heldout": str(heldout) if heldout else None,
                "classes": dataset.classes, "images": len(dataset.records), "readable": len(dataset.readable),
                "ring_images": sum(r["is_ring"] for r in rings), "artifact_regions": artifact_source,
-               "n": n, "frame_draws": DRAWS_PER_IMAGE if run is not None else None, "weights_sha256": weights, "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
+               "n": n, "frame_draws": DRAWS_PER_IMAGE if run is not None else None,
+               "lookalike_controls": list(LOOKALIKES) if run is not None else None, "weights_sha256": weights,
+               "comparison": comparison, "alpha": ALPHA, "min_effect": MIN_EFFECT, "min_shift": MIN_SHIFT, "seed": seed,
                "images_per_second": len(dataset.records) / max(1e-9, dataset.timings["decode + detector + hash"]),
                "timings": {k: round(v, 2) for k, v in timings.items()},
                "per_image": [{"path": str(r.path), "label": dataset.classes[r.label], "split": r.split,
@@ -78,5 +81,5 @@ def run_audit(data: Path, out: Path, *, run: Optional[Path] = None, heldout: Opt
 
 
 def _audit_file(name: str) -> bool:
-    return name in ("audit.json", "audit.md") or (name.endswith(".png") and name.startswith(("spray_", "counterfactual_",
-                                                                                              "frame_paste")))
+    figures = ("spray_", "counterfactual_", "frame_paste", "lookalike_paste")
+    return name in ("audit.json", "audit.md") or (name.endswith(".png") and name.startswith(figures))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-COMPARED = ("counterfactual_paste", "counterfactual_remove", "frame_paste_style", "threshold_sensitivity")
+COMPARED = ("counterfactual_paste", "counterfactual_remove", "frame_paste_style", "lookalike_paste",
+            "threshold_sensitivity")
 
 
 def _rows(findings: list[dict]) -> dict:

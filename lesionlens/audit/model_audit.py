@@ -286,13 +286,12 @@ def audit_model(run: Path, data: Path, *, n: int = 600, seed: int = 0, image_roo
         timings["threshold bootstrap"] = time.perf_counter() - start
         step("frame styles pasted on held-out images")
         start = time.perf_counter()
-        findings, figure = frame_paste_findings(
+        findings, figures = frame_paste_findings(
             lambda images: _probabilities(model, np.stack(images), spec),
             lambda probs: _decisions(probs, index, threshold), spec, Path(heldout), meta.classes, index, seed=seed)
         audit.findings += findings
-        if figure is not None:
-            audit.figures["frame_paste_styles.png"] = figure
-        timings["frame paste by style"] = time.perf_counter() - start
+        audit.figures.update(figures)
+        timings["frame paste by style, and look-alikes"] = time.perf_counter() - start
     for skipped in data_images.skipped:
         audit.findings.append({"kind": "unreadable", "subject": f"skipped {skipped['path']}", "p_value": None,
                                "effect_size": 1.0, "effect_measure": "images",

@@ -73,6 +73,12 @@ def explain_finding(f: dict) -> str:
         return (f"A {e['style']} frame painted onto {e['images']} held-out images of other classes{frames} newly makes "
                 f"{_ci(e['newly_flagged'], True)} of them {e['class']} (flagged before: "
                 f"{100 * e['flagged_before']:.0f}%, after: {100 * e['flagged_after']:.0f}%): {verdict}.")
+    if kind == "lookalike_paste":
+        verdict = ("the model reads the darkening, not the lesion" if f["flagged"] else "no material reaction")
+        return (f"A {e['style'].replace('_', ' ')} (not a frame: a control) painted onto {e['images']} held-out images "
+                f"of other classes ({e['draws_per_image']} each) newly makes {_ci(e['newly_flagged'], True)} of them "
+                f"{e['class']} (flagged before: {100 * e['flagged_before']:.0f}%, after: "
+                f"{100 * e['flagged_after']:.0f}%): {verdict}.")
     if kind == "threshold_sensitivity":
         low, high = e["refit_threshold_sensitivity_95"]
         why = ("within what refitting the threshold on ~{} validation positives gives by chance".format(

@@ -125,7 +125,9 @@ register(ArchitectureSpec(
     recipe=RESNET_RECIPE,
     classifier="fc",
     gradcam_layer="layer4",
-    concept_layers=("layer3", "layer4", "layer2"),
+    # layer2 first: at 96 px its concepts are purer, span more feature kinds and are more distinct
+    # than layer3's (200 held-out images, docs/explanation-choice.md)
+    concept_layers=("layer2", "layer3", "layer4"),
     canonizers=("timm_resnet",),
     composite="epsilon_shared",
     stages=("conv1+bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
@@ -138,7 +140,7 @@ register(ArchitectureSpec(
     recipe=RESNET_RECIPE,
     classifier="classifier",
     gradcam_layer="backbone.layer4",
-    concept_layers=("backbone.layer3", "backbone.layer4", "backbone.layer2"),
+    concept_layers=("backbone.layer2", "backbone.layer3", "backbone.layer4"),  # as ResNet50's
     canonizers=("timm_resnet", "gated_attention"),
     composite="epsilon_shared",
     attention="pool",
