@@ -317,4 +317,4 @@ def test_lookalike_control_catches_a_model_that_reads_the_lighting(tmp_path):
         assert not by_name[style]["flagged"], by_name[style]["evidence"]
     assert not by_name["vignetting"]["flagged"] and not by_name["dark_skin"]["flagged"]
     sentence = explain_finding(gradient)
-    assert "gradient (not a frame: a control)" in sentence and "reads the darkening" in sentence
+    assert "gradient (not a frame: a control)" in sentence and "a darkening that is not a frame" in sentence

@@ -74,7 +74,8 @@ def explain_finding(f: dict) -> str:
                 f"{_ci(e['newly_flagged'], True)} of them {e['class']} (flagged before: "
                 f"{100 * e['flagged_before']:.0f}%, after: {100 * e['flagged_after']:.0f}%): {verdict}.")
     if kind == "lookalike_paste":
-        verdict = ("the model reads the darkening, not the lesion" if f["flagged"] else "no material reaction")
+        # not "reads the darkening, not the lesion": dark skin and a gradient darken the lesion too
+        verdict = ("the model reacts to a darkening that is not a frame" if f["flagged"] else "no material reaction")
         return (f"A {e['style'].replace('_', ' ')} (not a frame: a control) painted onto {e['images']} held-out images "
                 f"of other classes ({e['draws_per_image']} each) newly makes {_ci(e['newly_flagged'], True)} of them "
                 f"{e['class']} (flagged before: {100 * e['flagged_before']:.0f}%, after: "

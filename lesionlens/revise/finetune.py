@@ -17,10 +17,12 @@ model, parent shift +0.28) came out reversed on two of three seeds (-0.088, +0.0
 with the fill under every paste, -0.048, +0.026, +0.065. A model fine-tuned with
 paste and remove at probability 1/2 alone was measured to lower the melanoma probability when
 a frame is pasted (-0.05 to -0.23 on the slow test's model): the shortcut reversed instead of
-removed."""
+removed. Under frame removal (spec.unframe) the pasted frame is removed before the model sees it,
+except on VISIBLE_SHARE of the images, where it stays: see there why."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Optional
 
 import cv2
@@ -36,6 +38,13 @@ from ..training.augment import augment
 from .artifacts import ArtifactSet
 
 CACHE_SCALE = 1.15  # decoded images kept at this multiple of the model size (random crops need room)
+# With frame removal in the spec, the share of images (in every class alike: half of those shown
+# with a pasted frame) shown with that frame left visible. Removal alone hides the frames the
+# detector finds but never unlearns "a dark border means melanoma": the main job's revised
+# ResNet50 newly called 75% of benign photos melanoma once letterbox bars (no frame to the
+# detector) were painted on; with a quarter left visible, 2% (soft frame 3.5% -> 2.4%, held-out
+# AUC 0.935 -> 0.936; benchmarks/RESULTS.md).
+VISIBLE_SHARE = 0.25
 
 
 def region_to_move(artifact: ArtifactSet, index: int, rgb: np.ndarray) -> Optional[np.ndarray]:
@@ -93,8 +102,11 @@ class RevisionDataset(Dataset):
         rgb, region = self._item(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         carries = bool(self.artifact.carries[index])
+        spec = self.spec
         if self.edit:
             u = rng.random()
+            if u < VISIBLE_SHARE and self.spec.unframe:
+                spec = replace(self.spec, unframe=False)  # the pasted frame, as it is
             donor_rgb, donor_region = self._item(self.donors[int(rng.integers(len(self.donors)))])
             if u < 0.5:  # this epoch, the image shows the artifact: always a pasted one, over a fill
                 if carries and region is not None:
@@ -111,7 +123,7 @@ class RevisionDataset(Dataset):
                        else counterfactual.remove(rgb, donor_region))
                 carries = False
             # else: as it was (only images without the artifact)
-        x = normalize(augment(rgb, self.spec, rng), self.spec)
+        x = normalize(augment(rgb, spec, rng), spec)
         return torch.from_numpy(x), self.samples[index].label, carries
 
 
