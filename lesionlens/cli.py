@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact", default="ring", help="ring (masks or the frame detector) or COLUMN=VALUE")
     p.add_argument("--layer", help="P-ClArC / RR-ClArC layer (default: the architecture's last feature map)")
     p.add_argument("--epochs", type=Bounds(1, 100, whole=True).parse,
-                   help="fine-tuning epochs (default: 8, the measured choice, README)")
+                   help="fine-tuning epochs (default: the measured choice, README)")
     p.add_argument("--seed", type=SEED.parse, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_revise)

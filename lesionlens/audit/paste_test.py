@@ -10,10 +10,11 @@ changes nothing).
 
 The control: the dark things that are not frames (data/frames.py LOOKALIKES: dark skin, a corner
 shadow, an illumination gradient, lens vignetting, letterbox bars) painted the same way. None is
-a frame, and none should change a diagnosis; a model that newly calls them the frame's class
-reads darkness or lighting, not the lesion (measured before this control existed: an
-illumination gradient newly made 17-50% of benign photos melanoma on the main job's models,
-parents and revisions alike)."""
+a frame. Letterbox bars, a corner shadow and vignetting leave the lesion alone: a model that
+newly calls them the frame's class reads a dark border, the shortcut the frames taught it, even
+where frame removal finds no frame to remove. Dark skin and a gradient darken the lesion too (a
+darker lesion can honestly look more like a melanoma): for those, a fragility to lighting and skin
+tone, not proof of a shortcut."""
 
 from __future__ import annotations
 
