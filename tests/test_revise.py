@@ -198,7 +198,8 @@ def test_frame_removal_fine_tune_leaves_a_quarter_of_the_frames_visible_in_every
     """Under frame removal the fine-tune still shows VISIBLE_SHARE of its images with a pasted
     frame left on, in every class alike: removal alone never unlearns "a dark border means
     melanoma" (letterbox bars, which the detector rightly does not call a frame, newly flagged 75%
-    of benign photos on the main job's revised ResNet50). Without frame removal nothing changes."""
+    of benign photos on the main job's revised ResNet50). Measured against the same items without
+    removal, which show every pasted frame."""
     from lesionlens.data.dark_field import detect_dark_field
     from lesionlens.revise.artifacts import find_artifact
     from lesionlens.revise.finetune import VISIBLE_SHARE, RevisionDataset
