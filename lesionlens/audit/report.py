@@ -67,19 +67,15 @@ def explain_finding(f: dict) -> str:
         return (f"{action} {e['images']} images changes P({e['class']}) by "
                 f"{_ci(e['probability_change'])} and flips {_ci(e['flipped_decisions'], True)} of the decisions: {verdict}.")
     if kind == "frame_paste_style":
-        verdict = "the model calls the frame, not the lesion" if f["flagged"] else "no material reaction"
         draws = e.get("draws_per_image", 1)  # audits before 2026-12-07 painted one frame per image
-        frames = f" ({draws} frames each)" if draws > 1 else ""
-        return (f"A {e['style']} frame painted onto {e['images']} held-out images of other classes{frames} newly makes "
-                f"{_ci(e['newly_flagged'], True)} of them {e['class']} (flagged before: "
-                f"{100 * e['flagged_before']:.0f}%, after: {100 * e['flagged_after']:.0f}%): {verdict}.")
+        return _painted_sentence(e, f"{e['style']} frame", f" ({draws} frames each)" if draws > 1 else "",
+                                 "the model calls the frame, not the lesion" if f["flagged"] else "no material reaction")
     if kind == "lookalike_paste":
         # not "reads the darkening, not the lesion": dark skin and a gradient darken the lesion too
-        verdict = ("the model reacts to a darkening that is not a frame" if f["flagged"] else "no material reaction")
-        return (f"A {e['style'].replace('_', ' ')} (not a frame: a control) painted onto {e['images']} held-out images "
-                f"of other classes ({e['draws_per_image']} each) newly makes {_ci(e['newly_flagged'], True)} of them "
-                f"{e['class']} (flagged before: {100 * e['flagged_before']:.0f}%, after: "
-                f"{100 * e['flagged_after']:.0f}%): {verdict}.")
+        return _painted_sentence(e, f"{e['style'].replace('_', ' ')} (not a frame: a control)",
+                                 f" ({e['draws_per_image']} each)",
+                                 "the model reacts to a darkening that is not a frame" if f["flagged"]
+                                 else "no material reaction")
     if kind == "threshold_sensitivity":
         low, high = e["refit_threshold_sensitivity_95"]
         why = ("within what refitting the threshold on ~{} validation positives gives by chance".format(
@@ -92,6 +88,13 @@ def explain_finding(f: dict) -> str:
                 f"thresholds refitted on bootstrap resamples of the validation split give "
                 f"{100 * low:.0f}-{100 * high:.0f}% there: {why}.{split}")
     return f["subject"]
+
+
+def _painted_sentence(e: dict, what: str, each: str, verdict: str) -> str:
+    """The paste test's sentence, for a frame style or a look-alike (paste_test.py)."""
+    return (f"A {what} painted onto {e['images']} held-out images of other classes{each} newly makes "
+            f"{_ci(e['newly_flagged'], True)} of them {e['class']} (flagged before: "
+            f"{100 * e['flagged_before']:.0f}%, after: {100 * e['flagged_after']:.0f}%): {verdict}.")
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:

@@ -77,6 +77,7 @@ class RevisionDataset(Dataset):
         self.epoch = 0
         self.cache_spec = PreprocessSpec(size=int(round(spec.size * CACHE_SCALE)))
         self.pixels: dict[int, tuple] = {}
+        self.cleaned: dict[int, np.ndarray] = {}  # carriers without their own artifact: the same every epoch
         self.donors: list[int] = []
         self.as_it_was = np.zeros(len(samples))  # per sample: P(shown unedited), see the module's note
         if edit:
@@ -95,6 +96,16 @@ class RevisionDataset(Dataset):
             self.pixels[index] = (rgb, region_to_move(self.artifact, index, rgb))
         return self.pixels[index]
 
+    def _cleaned(self, index: int) -> np.ndarray:
+        """Carrier `index` without its own artifact (without_own_artifact), computed once: the
+        frame detector behind it need not run again every epoch."""
+        if index not in self.cleaned:
+            rgb, region = self._item(index)
+            cleaned = without_own_artifact(rgb, region, self.artifact.name, self.spec)
+            cleaned.setflags(write=False)  # shared by every epoch: an edit in place would raise, not leak
+            self.cleaned[index] = cleaned
+        return self.cleaned[index]
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -110,7 +121,7 @@ class RevisionDataset(Dataset):
             donor_rgb, donor_region = self._item(self.donors[int(rng.integers(len(self.donors)))])
             if u < 0.5:  # this epoch, the image shows the artifact: always a pasted one, over a fill
                 if carries and region is not None:
-                    rgb = without_own_artifact(rgb, region, self.artifact.name, self.spec)
+                    rgb = self._cleaned(index)
                 elif not carries:
                     _, other_region = self._item(self.donors[int(rng.integers(len(self.donors)))])
                     rgb = counterfactual.remove(rgb, other_region)
@@ -119,8 +130,7 @@ class RevisionDataset(Dataset):
                 carries = True
             elif u >= 0.5 + self.as_it_was[index] and (region is not None or not carries):
                 # filled with skin where its artifact is, or where a donor's would be
-                rgb = (without_own_artifact(rgb, region, self.artifact.name, self.spec) if carries
-                       else counterfactual.remove(rgb, donor_region))
+                rgb = self._cleaned(index) if carries else counterfactual.remove(rgb, donor_region)
                 carries = False
             # else: as it was (only images without the artifact)
         x = normalize(augment(rgb, spec, rng), spec)
