@@ -112,12 +112,14 @@ def test_frame_styles_non_square_photos_and_look_alikes(tmp_path):
 def test_feature_masks_mark_what_the_generator_drew(tmp_path):
     """Each feature mask sits where that feature's colour is (measured against the rest of the
     lesion), the irregular border on the lesion's edge, more of it on melanomas, and nothing
-    under a planted frame."""
+    under a planted frame. Dots and hair, painted over everything, own their pixels: no other
+    painted feature's mask holds them (it did: 79 of 103 held-out photos with globules had them
+    inside a blotch's mask, so a concept on a globule was named after the veil around it)."""
     from lesionlens.data.synth import FEATURES
 
     out = generate(tmp_path / "d", n=120, size=96, seed=11, artifact="ring", artifact_rate=0.3, progress=False).parent
     rows = list(csv.DictReader(open(out / "metadata.csv", newline="")))
-    contrast, near_edge, edge_cover = {}, [], {"benign": [], "melanoma": []}
+    contrast, near_edge, edge_cover, dots_overlaps = {}, [], {"benign": [], "melanoma": []}, []
     for row in rows:
         names, paths = row["features"].split(";"), row["feature_masks"].split(";")
         assert (names == [""]) == (paths == [""]) and len(names) == len(paths)
@@ -127,11 +129,16 @@ def test_feature_masks_mark_what_the_generator_drew(tmp_path):
         edge = lesion ^ cv2.erode(lesion.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         to_edge = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, 3)
         frame = (cv2.imread(str(out / row["artifact_mask"]), cv2.IMREAD_GRAYSCALE) > 127) if row["artifact_mask"] else None
+        masks = {name: cv2.imread(str(out / path), cv2.IMREAD_GRAYSCALE) > 127 for name, path in zip(names, paths) if name}
+        painted = {name: mask for name, mask in masks.items() if name != "irregular_border"}
+        for on_top in ("globules", "milia_cysts", "hair"):
+            if on_top in painted:
+                dots_overlaps.append(any((painted[on_top] & mask).any() for name, mask in painted.items() if name != on_top))
         for name, path in zip(names, paths):
             if not name:
                 continue
             assert path == f"_masks/features/{name}/{path.rsplit('/', 1)[-1]}"
-            mask = cv2.imread(str(out / path), cv2.IMREAD_GRAYSCALE) > 127
+            mask = masks[name]
             assert mask.any() and (frame is None or not (mask & frame).any())
             if name == "irregular_border":
                 near_edge.append((to_edge[mask] <= 4).mean())
@@ -146,3 +153,4 @@ def test_feature_masks_mark_what_the_generator_drew(tmp_path):
     assert mean["globules"][1] < -40 and mean["black_area"][1] < -10  # darker (-74, -25)
     assert min(near_edge) > 0.8  # on the lesion's edge (measured >= 0.85 per image)
     assert np.mean(edge_cover["melanoma"]) > np.mean(edge_cover["benign"]) + 0.2  # 0.63 vs 0.24
+    assert len(dots_overlaps) > 20 and not any(dots_overlaps)

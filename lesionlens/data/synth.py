@@ -218,6 +218,19 @@ def _draw_hair(rng, img, count) -> np.ndarray:
     return mask.astype(bool)
 
 
+def paint_over(features: dict[str, np.ndarray], on_top: np.ndarray) -> None:
+    """Takes `on_top` (dots or hair, painted over everything before) out of every painted
+    feature's mask, in place: a globule inside the blue-grey veil is seen as a globule, and a
+    concept that lights it must be named so, not after the veil around it (the veil's mask held
+    every globule on it, so "the best mask" always said veil). The irregular border is a stretch
+    of the outline, not paint, and keeps what lies on it."""
+    for name in list(features):
+        if name != "irregular_border":
+            features[name] = features[name] & ~on_top
+            if not features[name].any():
+                del features[name]
+
+
 def _render_lesion(rng, img, lesion, center, angle, scale, size):
     """`size` is the photo's shorter side: the lesion's scale. Returns (lesion mask uint8,
     {feature: bool mask} of what was drawn, FEATURES' names)."""
@@ -262,6 +275,7 @@ def _render_lesion(rng, img, lesion, center, angle, scale, size):
         px, py = _lesion_frame(lesion, center, angle, scale, size, dx, dy)
         cv2.circle(img, (int(px), int(py)), max(1, int(rad * r_px)), dot_colour, -1, cv2.LINE_AA)
         cv2.circle(dots, (int(px), int(py)), max(1, int(rad * r_px)), 1, -1, cv2.LINE_AA)
+    paint_over(features, dots.astype(bool))
     mark("milia_cysts" if lesion.style == "keratosis" else "globules", dots.astype(bool))
     mark("irregular_border", _irregular_border(lesion, center, angle, scale, size, (height, width)))
     return mask, features
@@ -318,6 +332,7 @@ def render_view(lesion: Lesion, rng: np.random.Generator, tone: np.ndarray, size
     mask, features = _render_lesion(rng, img, lesion, center, angle, scale, size)
     hair = _draw_hair(rng, img, int(rng.choice(5, p=[0.35, 0.25, 0.2, 0.12, 0.08])))
     if hair.any():
+        paint_over(features, hair)
         features["hair"] = hair
     img *= rng.uniform(0.92, 1.08)  # exposure
     return img, mask, features

@@ -68,8 +68,9 @@ def regions_of(features: dict[str, np.ndarray], artifact: np.ndarray, lesion: np
 
 
 def shares(heatmap: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, float]:
-    """The share of the map's positive relevance on each region (regions may overlap: hair
-    over a blotch counts for both)."""
+    """The share of the map's positive relevance on each region (regions may overlap: the
+    irregular border with what is painted on it, two colour blotches blended together; dots and
+    hair own their pixels, synth.paint_over)."""
     positive = np.clip(heatmap, 0, None)
     total = positive.sum()
     if total <= 0:

@@ -54,7 +54,8 @@ METHODS = REVISION_METHODS  # model.json accepts exactly these
 # (attention-ResNet50 at most 4.6%, EfficientNet at most 1%); with a fine-tune of 8 epochs
 # instead of 6 and carriers shown without their frame as inference removes it, the soft frame
 # 1.8-3.5% over three seeds; with a quarter of the fine-tune's frames left visible (finetune.py
-# VISIBLE_SHARE), the main job 2.4 / 5.7 / 1.1% and letterbox bars <= 2.2%. Frame normalisation removed
+# VISIBLE_SHARE), the main job 2.4 / 5.7 / 1.1% and letterbox bars <= 2.2%; with 10 epochs, see
+# FINETUNE_EPOCHS. Frame normalisation removed
 # frames as well but blacks out 45% of every photo and cost 0.04-0.05 AUC on two architectures.
 # For any other artifact (a ruler, a colour patch), augmentation: it needs only a region.
 DEFAULT_METHOD = "augment"
@@ -66,11 +67,12 @@ def default_method(artifact: str) -> str:
     return DEFAULT_RING_METHOD if artifact == "ring" else DEFAULT_METHOD
 
 
-# 8, not 6: on the main job's ResNet50, over three fine-tune seeds, the soft frame newly flagged
-# 4.0-6.1% of benign photos after 6 epochs, 1.8-3.5% after 8, 2.4-2.9% after 10; held-out AUC
-# 0.888-0.917, 0.935-0.954, 0.961-0.978 (benchmarks/RESULTS.md). 10 would cost the main job
-# another ~1.5 min of its 25.
-FINETUNE_EPOCHS = 8
+# 10: on the main job's ResNet50, over three fine-tune seeds, the soft frame newly flagged
+# 4.0-6.1% of benign photos after 6 epochs, 1.8-3.5% after 8, 2.4-2.9% after 10 (held-out AUC
+# 0.888-0.917, 0.935-0.954, 0.961-0.978); attention-ResNet50, with VISIBLE_SHARE, 2.9-4.9%
+# after 8 (its main job 5.7%), 1.4-3.8% after 10 (AUC 0.917-0.941, 0.949-0.963). Each epoch
+# costs the main job about 15 s per ResNet (benchmarks/RESULTS.md).
+FINETUNE_EPOCHS = 10
 FINETUNE_LR_FACTOR = 0.3  # of the parent's learning rate: adjust, do not retrain
 DEFAULT_FRAME = 0.42  # frame normalisation's field radius (of the side): inside every generator style's field
 RR_STRENGTH = 10.0
