@@ -71,7 +71,7 @@ def default_method(artifact: str) -> str:
 # 4.0-6.1% of benign photos after 6 epochs, 1.8-3.5% after 8, 2.4-2.9% after 10 (held-out AUC
 # 0.888-0.917, 0.935-0.954, 0.961-0.978); attention-ResNet50, with VISIBLE_SHARE, 2.9-4.9%
 # after 8 (its main job 5.7%), 1.4-3.8% after 10 (AUC 0.917-0.941, 0.949-0.963). Each epoch
-# costs the main job about 15 s per ResNet (benchmarks/RESULTS.md).
+# costs the main job about 11 s per ResNet (revise 135 -> 156 s, 134 -> 159 s; benchmarks/RESULTS.md).
 FINETUNE_EPOCHS = 10
 FINETUNE_LR_FACTOR = 0.3  # of the parent's learning rate: adjust, do not retrain
 DEFAULT_FRAME = 0.42  # frame normalisation's field radius (of the side): inside every generator style's field
