@@ -49,10 +49,9 @@ def main() -> None:
     from lesionlens.data.preprocess import decode_for, preprocess
     from lesionlens.data.readers import read_dataset
     from lesionlens.explain.evaluation.metrics import mean_abs_cosine
-    from lesionlens.explain.fast_crp import _capture, _layer_forward, channel_shares
+    from lesionlens.explain.fast_crp import channel_shares, conditional_heatmaps, layer_relevance
     from lesionlens.explain.fast_lrp import fast_lrp
     from lesionlens.explain.feature_names import region_masks, shares
-    from lesionlens.explain.targets import resolve_targets, start_relevance
     from lesionlens.training.models import spec_of_model
     from lesionlens.training.rundir import load_run
 
@@ -78,27 +77,16 @@ def main() -> None:
                 continue
             regions = {name: mask for name, mask in regions.items() if name not in ("lesion_rest", "skin")}
             image = torch.from_numpy(preprocess(decode_for(sample.path, spec), spec))[None]
-            x = image.clone().requires_grad_()
-            captured, handle = _capture(layer, stop=False)
-            try:
-                with torch.enable_grad():
-                    logits = prepared(x)
-                    if int(logits.argmax(1)) != positive:
-                        continue
-                    start = start_relevance(logits, resolve_targets(logits, torch.tensor([positive])))
-                    (layer_relevance,) = torch.autograd.grad(logits, [captured["output"]], start)
-            finally:
-                handle.remove()
-            channel_share = channel_shares(layer_relevance)[0]
+            target = torch.tensor([positive])
+            logits, at_layer, _, _ = layer_relevance(prepared, image, target, layer)
+            if int(logits.argmax(1)) != positive:
+                continue
+            channel_share = channel_shares(at_layer)[0]
             for choice in rows:
                 channels = (torch.argsort(channel_share.abs(), descending=True)[:DISTINCT] if choice == "top"
-                            else spread_channels(channel_share, layer_relevance[0], DISTINCT, args.pool,
+                            else spread_channels(channel_share, at_layer[0], DISTINCT, args.pool,
                                                  positive=choice == "spread+"))
-                masks = torch.zeros((len(channels), 1) + layer_relevance.shape[1:])
-                masks[torch.arange(len(channels)), 0, channels] = layer_relevance[0, channels]
-                _, pullback = torch.func.vjp(_layer_forward(prepared, layer), image)
-                (per_concept,) = torch.func.vmap(pullback)(masks)
-                heatmaps = per_concept[:, 0].sum(1).detach().numpy()
+                heatmaps = conditional_heatmaps(prepared, layer, image, at_layer[0], channels).detach().numpy()
                 best = [max(found.items(), key=lambda kv: kv[1])
                         for found in (shares(h, regions) for h in heatmaps[:SHOWN]) if found]
                 rows[choice].append((mean_abs_cosine(heatmaps), np.mean([s for _, s in best]) if best else np.nan,

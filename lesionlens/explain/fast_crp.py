@@ -74,32 +74,43 @@ def _layer_forward(model: nn.Module, layer: nn.Module):
     return forward
 
 
-def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer_name: str,
-                       concepts: int) -> ConceptRelevance:
-    layer = model.get_submodule(layer_name)
+def layer_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer: nn.Module):
+    """One forward + LRP backward: (logits, the relevance at `layer`'s output, the input
+    relevance, the start relevance at the logits)."""
     x = images.detach().clone().requires_grad_()
     captured, handle = _capture(layer, stop=False)
     try:
         with torch.enable_grad():
             logits = model(x)
             start = start_relevance(logits, resolve_targets(logits, targets))
-            layer_relevance, relevance = torch.autograd.grad(logits, [captured["output"], x], start)
+            at_layer, relevance = torch.autograd.grad(logits, [captured["output"], x], start)
     finally:
         handle.remove()
-    shares = channel_shares(layer_relevance)
+    return logits, at_layer, relevance, start
+
+
+def conditional_heatmaps(model: nn.Module, layer: nn.Module, image: torch.Tensor, at_layer: torch.Tensor,
+                         channels: torch.Tensor) -> torch.Tensor:
+    """(k, H, W): one image's (1, 3, H, W) conditional heatmap per channel in `channels` (k,),
+    its relevance `at_layer` (C, h, w) masked to that channel and pushed down to the input."""
+    k = len(channels)
+    # one mask per concept: the layer's relevance in that channel, zero elsewhere
+    masks = torch.zeros((k, 1) + at_layer.shape, dtype=at_layer.dtype, device=at_layer.device)
+    masks[torch.arange(k), 0, channels] = at_layer[channels]
+    _, pullback = torch.func.vjp(_layer_forward(model, layer), image.detach())
+    (per_concept,) = torch.func.vmap(pullback)(masks)  # (k, 1, 3, H, W)
+    return per_concept[:, 0].sum(1)
+
+
+def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer_name: str,
+                       concepts: int) -> ConceptRelevance:
+    layer = model.get_submodule(layer_name)
+    logits, at_layer, relevance, start = layer_relevance(model, images, targets, layer)
+    shares = channel_shares(at_layer)
     top = torch.argsort(shares.abs(), dim=1, descending=True)[:, :concepts]
-    conditional = []
-    for i in range(len(images)):
-        k = top.shape[1]
-        # one mask per concept: the layer's relevance in that channel, zero elsewhere
-        masks = torch.zeros((k, 1) + layer_relevance.shape[1:], dtype=layer_relevance.dtype,
-                            device=layer_relevance.device)
-        masks[torch.arange(k), 0, top[i]] = layer_relevance[i, top[i]]
-        _, pullback = torch.func.vjp(_layer_forward(model, layer), images[i:i + 1].detach())
-        (per_concept,) = torch.func.vmap(pullback)(masks)  # (k, 1, 3, H, W)
-        conditional.append(per_concept[:, 0].sum(1))
+    conditional = [conditional_heatmaps(model, layer, images[i:i + 1], at_layer[i], top[i]) for i in range(len(images))]
     return ConceptRelevance(logits.detach(), relevance.detach().sum(1), shares.detach(), top,
-                            torch.stack(conditional).detach(), layer_relevance.flatten(2).sum(-1).detach(),
+                            torch.stack(conditional).detach(), at_layer.flatten(2).sum(-1).detach(),
                             start.sum(1).detach())
 
 

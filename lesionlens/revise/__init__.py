@@ -55,8 +55,8 @@ METHODS = REVISION_METHODS  # model.json accepts exactly these
 # instead of 6 and carriers shown without their frame as inference removes it, the soft frame
 # 1.8-3.5% over three seeds; with a quarter of the fine-tune's frames left visible (finetune.py
 # VISIBLE_SHARE), the main job 2.4 / 5.7 / 1.1% and letterbox bars <= 2.2%; with 10 epochs, see
-# FINETUNE_EPOCHS. Frame normalisation removed
-# frames as well but blacks out 45% of every photo and cost 0.04-0.05 AUC on two architectures.
+# FINETUNE_EPOCHS. Frame normalisation removed frames as well but blacks out 45% of every photo
+# and cost 0.04-0.05 AUC on two architectures.
 # For any other artifact (a ruler, a colour patch), augmentation: it needs only a region.
 DEFAULT_METHOD = "augment"
 DEFAULT_RING_METHOD = "unframe"
