@@ -6,7 +6,7 @@ import torch
 from zennit.composites import EpsilonPlusFlat
 from zennit.core import Composite
 
-from conftest import zero_biases
+from conftest import without_stabiliser, zero_biases
 from lesionlens.explain.canonizers import canonizers_for
 from lesionlens.explain.lrp import lrp_relevance
 from lesionlens.training import ARCHITECTURES, create_model
@@ -59,20 +59,32 @@ def test_canonization_keeps_outputs_and_restores_the_model(arch):
 @pytest.mark.parametrize("engine", ["zennit", "fast"])
 @pytest.mark.parametrize("recipe", [None, "epsilon_plus_flat"])  # None: the architecture's default
 def test_relevance_is_conserved_with_biases_zeroed(arch, engine, recipe):
+    """The rules conserve; a stabiliser larger than zennit's 1e-6 (EfficientNet's default, 1% of
+    each layer's output std) absorbs a little of the relevance by design, and keeps its sign."""
     from lesionlens.explain.fast_lrp import fast_lrp_relevance
     from lesionlens.explain.lrp import composite_for
+    from lesionlens.training.models import spec_of_model
 
     model = _model(arch, zero_shifts=True)
     x = _inputs()
     targets = torch.tensor([0, 1])
-    if engine == "zennit":
-        logits, relevance = lrp_relevance(model, x, targets, composite_for(model, recipe))
-    else:
-        logits, relevance = fast_lrp_relevance(model, x, targets, recipe)
-    explained = logits[torch.arange(2), targets]
-    totals = relevance.sum((1, 2, 3))
+    chosen = recipe or spec_of_model(model).composite
+    rules_only = without_stabiliser(chosen)
+
+    def totals_and_logits(name):
+        if engine == "zennit":
+            logits, relevance = lrp_relevance(model, x, targets, composite_for(model, name))
+        else:
+            logits, relevance = fast_lrp_relevance(model, x, targets, name)
+        return relevance.sum((1, 2, 3)), logits[torch.arange(2), targets]
+
+    totals, explained = totals_and_logits(rules_only)
     assert explained.abs().min() > 1e-2  # a meaningful logit, not numerical noise
     assert torch.allclose(totals, explained, rtol=1e-3, atol=0), (totals, explained)
+    if chosen != rules_only:
+        stabilised, _ = totals_and_logits(chosen)
+        share = stabilised / explained
+        assert (share > 0.8).all() and (share < 1.0).all(), share
 
 
 @pytest.mark.parametrize("arch", ["resnet50", "attention_resnet50"])
@@ -106,10 +118,14 @@ def test_shared_bias_rules_conserve_with_the_biases_in_place(arch):
 def test_conserved_on_briefly_trained_weights(trained_run):
     from lesionlens.training import load_run
 
+    from lesionlens.explain.lrp import composite_for
+    from lesionlens.training.models import spec_of_model
+
     model, _ = load_run(trained_run)
     zero_biases(model)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 1.5
-    logits, relevance = lrp_relevance(model, x, torch.tensor([1, 1]))
+    rules = composite_for(model, without_stabiliser(spec_of_model(model).composite))  # (the stabiliser absorbs)
+    logits, relevance = lrp_relevance(model, x, torch.tensor([1, 1]), rules)
     assert torch.allclose(relevance.sum((1, 2, 3)), logits[:, 1], rtol=1e-3, atol=1e-5)
 
 
@@ -159,7 +175,8 @@ def _fast_recipe_cases():
     for modified in ("epsilon_shared+first=wsquare+maxpool=proportional", "epsilon_shared+first=zbox",
                      "epsilon_shared+first=epsilon+maxpool=proportional"):
         cases.append(("resnet50", modified))
-    for modified in ("zplus_epsilon2_shared+first=zbox", "zplus_epsilon2_shared+first=wsquare"):
+    for modified in ("zplus_epsilon2_shared+first=zbox", "zplus_epsilon2_shared+first=wsquare",
+                     "zplus_epsilon2_shared+epsilon=0.1", "zplus_epsilon2_shared+epsilon_std=0.1"):
         cases.append(("efficientnet_b0_relu", modified))
     return cases
 
@@ -247,7 +264,16 @@ def test_recipe_modifiers_choose_the_input_rule_and_the_max_pool_and_refuse_the_
     recipe = get_recipe("epsilon_shared+first=zbox+maxpool=proportional")
     assert (recipe.first, recipe.maxpool, recipe.lower, recipe.bias) == ("zbox", "proportional", "epsilon", "share")
     assert get_recipe("epsilon_shared").first == "flat"  # the registered recipe is not changed
-    for bad in ("epsilon_shared+first=nope", "epsilon_shared+lower=zbox", "epsilon_shared+maxpool=avg", "nope+first=zbox"):
+    # the stabiliser as a modifier: every rule of the recipe reads it, the registered one is unchanged
+    stabilised = get_recipe("zplus_epsilon2_shared+epsilon=0.1+epsilon_std=0.02")
+    assert (stabilised.epsilon, stabilised.epsilon_std) == (0.1, 0.02)
+    assert get_recipe("zplus_epsilon2_shared").epsilon == 1e-6 and get_recipe("zplus_epsilon2_shared").epsilon_std == 0
+    rules = assign_rules(_model("efficientnet_b0_relu"), stabilised).values()
+    assert {(rule.epsilon, rule.epsilon_std) for rule in rules} == {(0.1, 0.02)}
+    for bad in ("epsilon_shared+first=nope", "epsilon_shared+lower=zbox", "epsilon_shared+maxpool=avg", "nope+first=zbox",
+                "epsilon_shared+epsilon=0", "epsilon_shared+epsilon=-1", "epsilon_shared+epsilon=nan",
+                "epsilon_shared+epsilon=x", "epsilon_shared+epsilon_std=-0.1", "epsilon_shared+epsilon_std=inf",
+                "epsilon+epsilon_std=0.1"):  # (a relative stabiliser needs shared biases)
         with pytest.raises(ExplainError):
             get_recipe(bad)
     with pytest.raises(ValueError, match="input layer only"):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, zero_biases
+from conftest import run_cli, without_stabiliser, zero_biases
 from lesionlens.data import decode_image, preprocess
-from lesionlens.explain import explain, explain_batch
+from lesionlens.explain import Explainer, explain, explain_batch
 from lesionlens.training import ARCHITECTURES, load_run
 from lesionlens.training.rundir import random_run
 
@@ -82,7 +82,8 @@ def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     import lesionlens.explain.crp_compat  # noqa: F401  (before crp: np.int on numpy 2)
     from crp.attribution import CondAttribution
 
-    from lesionlens.explain.lrp import default_composite
+    from lesionlens.explain.lrp import composite_for
+    from lesionlens.training.models import spec_of_model
 
     model, meta = load_run(trained_run)
     zero_biases(model)
@@ -90,10 +91,12 @@ def test_crp_concepts_add_up_to_the_layer_and_do_not_leak(trained_run):
     assert model.get_submodule("blocks.5.1").has_skip
     channels = model.get_submodule(layer).out_channels
     x = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(1)) * 1.5
-    e = explain(model, x, target=1, method="crp", concepts=channels, layer=layer)
+    rules = without_stabiliser(spec_of_model(model).composite)  # conserving: nothing absorbed
+    with Explainer(model, "crp", concepts=channels, layer=layer, composite=rules) as explainer:
+        e = explainer.explain(x[None], [1])[0]
     assert len(e.concepts) == channels
     assert abs(sum(abs(c.relevance_share) for c in e.concepts) - 1) < 1e-4
-    attribution, composite = CondAttribution(model, no_param_grad=True), default_composite(model)
+    attribution, composite = CondAttribution(model, no_param_grad=True), composite_for(model, rules)
     full = attribution(x[None].clone().requires_grad_(), [{"y": [1]}], composite, record_layer=[layer])
     per_channel = full.relevances[layer][0].sum((1, 2))
     layer_total = float(per_channel.sum())

@@ -65,12 +65,19 @@ def test_randomisation_flags_an_edge_detector_and_passes_lrp(synth_small, tmp_pa
         model(torch.from_numpy(data.images))
     model.eval()
     spec = spec_of_model(model)
-    scores = evaluate_methods(model, data, parse_methods(["lrp", "edge"], spec, 0), sensitivity_n=0)
+    scores = evaluate_methods(model, data, parse_methods(["lrp", "edge", "random"], spec, 0), sensitivity_n=0)
     edge = [np.mean(r["abs"]) for r in scores["edge"].randomisation]
     lrp = [np.mean(r["abs"]) for r in scores["lrp"].randomisation]
     assert len(edge) == len(spec.stages) == len(lrp)
     assert min(edge) > 0.99, edge
     assert lrp[-1] < 0.8 and lrp[-1] < min(edge) - 0.2, lrp
+    # the noise floor: the same image with imperceptible noise, nothing randomised. A map that
+    # ignores its input (the random reference) does not move at all; LRP moves less under the
+    # noise than with every weight re-initialised
+    floor = scores["lrp"].per_image["noise_floor"]
+    assert floor.shape == (16,) and np.all(np.abs(floor) <= 1)
+    assert np.mean(floor) > lrp[-1] + 0.1, (np.mean(floor), lrp)
+    assert np.allclose(scores["random"].per_image["noise_floor"], 1.0)
 
 
 def test_crp_at_another_concept_layer(tmp_path):
@@ -144,6 +151,8 @@ def test_cli_writes_the_report_and_skips_a_bad_image(trained_run, synth_small, t
     assert len(report["methods"]["lrp"]["randomisation"]) > 1 and not report["methods"]["crp"]["randomisation"]
     md = (out / "explain_eval.md").read_text()
     assert "| mass_accuracy_lesion |" in md and "Randomisation" in md
+    assert lrp["noise_floor"]["n"] == 12 and "noise_floor" not in crp  # CRP's map is LRP's
+    assert "| nothing (input noise +-0.02: the floor) |" in md
     for png in report["plots"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # deterministic for a seed

@@ -28,6 +28,7 @@ from zennit.layer import Sum
 
 from ..errors import ExplainError
 from .canonizers import ConstantAttentionPool, canonizers_for
+from .lrp import layer_epsilon
 from .rules import assign_rules, get_recipe
 
 EPSILON = 1e-6  # zennit's default stabilizer
@@ -119,7 +120,7 @@ def _modified_params(conv: nn.Conv2d):
     return cached
 
 
-def _stabilized(z: torch.Tensor, epsilon: float) -> torch.Tensor:
+def _stabilized(z: torch.Tensor, epsilon) -> torch.Tensor:
     """zennit's stabilize(z, epsilon): z + epsilon, or z - epsilon where z < 0, in two passes
     over the tensor instead of its five (sign, equality, ...). One difference: a z of exactly
     -0.0 gets -epsilon (zennit: +epsilon), a tie that conv outputs with biases do not produce."""
@@ -148,7 +149,7 @@ class _ModifiedConv(_ConvRule):
         rule = conv._lrp_rule
         weight, bias, weight_abs = _modified_params(conv)
         z = ctx.saved_tensors[1] if ctx.reuse else conv._conv_forward(x, weight, bias)
-        s = relevance / _stabilized(z, rule.epsilon)
+        s = relevance / _stabilized(z, layer_epsilon(z, rule.epsilon, rule.epsilon_std))
         back = conv2d_input(x.shape, weight, s, **args)
         if rule.bias == "share" and bias is not None:
             x_abs = x if ctx.nonnegative else x.abs()

@@ -67,8 +67,8 @@ class SharedBias(BasicHook):
     so no division by a bias-free sum that can be near zero. Three evaluations of the layer:
     (W', b'), (W', 0) for the bias b' = z - W'x, and (|W'|, 0) on |x|."""
 
-    def __init__(self, gamma: float = 0.0, epsilon: float = 1e-6):
-        self.gamma, self.epsilon = gamma, epsilon
+    def __init__(self, gamma: float = 0.0, epsilon: float = 1e-6, epsilon_std: float = 0.0):
+        self.gamma, self.epsilon, self.epsilon_std = gamma, epsilon, epsilon_std
 
         def modified(param, _name):
             return param + gamma * param.clamp(min=0)
@@ -78,7 +78,7 @@ class SharedBias(BasicHook):
 
         def mapper(grad, outputs):
             z, wx, d = outputs
-            s = grad / stabilize(z, epsilon)
+            s = grad / stabilize(z, layer_epsilon(z, epsilon, epsilon_std))
             return [s, torch.zeros_like(grad), s * (z - wx) / stabilize(d, epsilon)]
 
         super().__init__(
@@ -89,7 +89,19 @@ class SharedBias(BasicHook):
             reducer=lambda inputs, gradients: inputs[0] * gradients[0] + inputs[2] * gradients[2])
 
     def copy(self):
-        return SharedBias(self.gamma, self.epsilon)
+        return SharedBias(self.gamma, self.epsilon, self.epsilon_std)
+
+
+def layer_epsilon(z: torch.Tensor, epsilon: float, epsilon_std: float):
+    """The epsilon rule's stabiliser for a layer's output z (batch first): `epsilon`, plus for a
+    convolution `epsilon_std` x the standard deviation of each image's outputs (shape (B, 1, 1,
+    1)). Why relative: zennit's absolute 1e-6 left EfficientNet's map as sensitive to
+    imperceptible noise as to a re-initialised head, and an absolute 1e-3 that fixed it on one
+    model silenced the upper layers of another trained at 64 px (docs/explanation-choice.md).
+    Dense layers keep `epsilon`: a std over a few logits says nothing about their scale."""
+    if not epsilon_std or z.dim() <= 2:
+        return epsilon
+    return z.detach().flatten(1).std(1).mul(epsilon_std).add(epsilon).view(-1, *([1] * (z.dim() - 1)))
 
 
 class ProportionalMaxPool(Hook):
@@ -127,7 +139,7 @@ def _zbox(rule: Rule) -> ZBox:
 def zennit_rule(rule: Rule, zplus=ZPlusNonNegative) -> BasicHook:
     """The zennit hook for one of our rules (rules.RULE_KINDS)."""
     if rule.bias == "share" and rule.kind in ("epsilon", "gamma"):
-        return SharedBias(rule.gamma if rule.kind == "gamma" else 0.0, rule.epsilon)
+        return SharedBias(rule.gamma if rule.kind == "gamma" else 0.0, rule.epsilon, rule.epsilon_std)
     hook = {"flat": lambda: Flat(),
             "zplus": zplus,
             "epsilon": lambda: Epsilon(epsilon=rule.epsilon),

@@ -45,6 +45,10 @@ class Rule:
     bias: str = "absorb"
     gamma: float = 0.25
     epsilon: float = 1e-6
+    # with biases shared, a convolution's stabiliser is epsilon + epsilon_std x the standard
+    # deviation of one image's outputs of the layer (lrp.layer_epsilon): scale-free, so the same
+    # value means the same on models whose activations differ in size
+    epsilon_std: float = 0.0
     # z-box: the lowest and highest normalised input per RGB channel (input_bounds)
     bounds: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None
 
@@ -62,13 +66,15 @@ class Recipe:
     bias: str = "absorb"
     gamma: float = 0.25
     epsilon: float = 1e-6
+    epsilon_std: float = 0.0  # Rule.epsilon_std
     # max-pooling: "winner" (autograd: the window's maximum takes all) or "proportional" (each
     # input's share of the window's sum, as an average pool's norm rule)
     maxpool: str = "winner"
     tags: tuple[str, ...] = field(default=())
 
     def rule(self, kind: str, bounds=None) -> Rule:
-        return Rule(kind, bias=self.bias, gamma=self.gamma, epsilon=self.epsilon, bounds=bounds)
+        return Rule(kind, bias=self.bias, gamma=self.gamma, epsilon=self.epsilon, epsilon_std=self.epsilon_std,
+                    bounds=bounds)
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -88,6 +94,8 @@ def _check(recipe: Recipe) -> Recipe:
             raise ValueError(f"recipe {recipe.name}: {kind} is a rule for the input layer only")
     if recipe.maxpool not in MAXPOOL_MODES:
         raise ValueError(f"recipe {recipe.name}: maxpool must be one of {MAXPOOL_MODES}")
+    if recipe.epsilon_std and recipe.bias != "share":
+        raise ValueError(f"recipe {recipe.name}: epsilon_std needs shared biases (bias='share')")
     return recipe
 
 
@@ -131,8 +139,20 @@ _add(Recipe("layered_dw_epsilon_shared", "layered_shared with epsilon on depthwi
 MODIFIERS = {"first": RULE_KINDS, "maxpool": MAXPOOL_MODES}
 
 
+def _number(value: str, name: str, key: str, zero: bool) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (number >= 0 if zero else number > 0) or number == float("inf"):
+        raise ExplainError(f"LRP composite {name!r}: {key} must be a number {'>=' if zero else '>'} 0, got {value!r}")
+    return number
+
+
 def get_recipe(name: str) -> Recipe:
-    """A named recipe, optionally modified: `epsilon_shared+first=zbox+maxpool=proportional`."""
+    """A named recipe, optionally modified: `epsilon_shared+first=zbox+maxpool=proportional`;
+    `+epsilon=0.1` sets the epsilon and shared-bias rules' stabiliser, `+epsilon_std=0.01` adds to
+    it that share of each image's layer-output std (Rule.epsilon_std; explain-eval measures both)."""
     base, *modifiers = name.split("+")
     try:
         recipe = RECIPES[base]
@@ -141,9 +161,13 @@ def get_recipe(name: str) -> Recipe:
     changes = {}
     for modifier in modifiers:
         key, _, value = modifier.partition("=")
+        if key in ("epsilon", "epsilon_std"):
+            changes[key] = _number(value, name, key, zero=key == "epsilon_std")
+            continue
         if key not in MODIFIERS or value not in MODIFIERS[key]:
-            raise ExplainError(f"LRP composite {name!r}: a modifier is first=RULE ({', '.join(RULE_KINDS)}) or "
-                               f"maxpool=MODE ({', '.join(MAXPOOL_MODES)}), got {modifier!r}")
+            raise ExplainError(f"LRP composite {name!r}: a modifier is first=RULE ({', '.join(RULE_KINDS)}), "
+                               f"maxpool=MODE ({', '.join(MAXPOOL_MODES)}), epsilon=NUMBER > 0 or "
+                               f"epsilon_std=NUMBER >= 0, got {modifier!r}")
         changes[key] = value
     if not changes:
         return recipe

@@ -2,7 +2,8 @@
 
 For each method (the architecture's own, plus the reference maps of references.py):
 - randomisation: cascading from the head, the Spearman correlation of the signed and the
-  absolute maps against the trained model's (randomisation.py);
+  absolute maps against the trained model's (randomisation.py), and its noise floor: the same
+  correlation between an image and the image with imperceptible noise, the model unchanged;
 - localisation against the lesion masks and, on images with a planted artifact, the artifact
   masks: relevance mass accuracy, relevance rank accuracy, pointing game (Quantus);
 - feature-level localisation (data with feature masks: the generator's): on melanoma images
@@ -255,6 +256,19 @@ def _infidelity_and_sensitivity(method: Method, model, images: torch.Tensor, tar
     return np.asarray(infid), np.asarray(sens)
 
 
+def _noise_floor(method: Method, model, images: torch.Tensor, targets: torch.Tensor, maps: np.ndarray,
+                 batch: int, seed: int, explainer=None) -> np.ndarray:
+    """Spearman of |map| between each image and the image plus uniform noise in +-SENSITIVITY_RADIUS
+    (Max-Sensitivity's), the model unchanged: how far a map moves without any change to the model.
+    A randomisation row no lower than this shows no dependence on the randomised weights that
+    noise alone would not give; an unstable map "passes" the cascade by being noisy (EfficientNet's
+    LRP with epsilon 1e-6 did: docs/explanation-choice.md)."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * SENSITIVITY_RADIUS
+    noisy = method.compute(model, images + noise, targets, batch, explainer).heatmaps.numpy()
+    return metrics.spearman(np.abs(maps), np.abs(noisy))
+
+
 def _crp_scores(scores: MethodScores, result: MethodResult) -> None:
     """Distinctness, the layer's share of the logit, and conservation below the layer, from the
     concepts' own numbers (each carries its channel's and its layer's relevance / the logit)."""
@@ -370,6 +384,10 @@ def evaluate_methods(model, data: EvalImages, methods: list[Method], *, seed: in
         try:
             _score_trained(scores, method, model, data, images, logits, targets, batch, sensitivity_n, seed,
                            explainer, step)
+            if randomise and method.kind != "crp":
+                step("noise floor")
+                scores.per_image["noise_floor"] = _noise_floor(method, model, images, targets, scores.maps, batch,
+                                                               seed, explainer)
         finally:
             if explainer is not None:
                 explainer.close()
