@@ -293,3 +293,29 @@ def test_load_run_records_the_input_bounds_of_its_preprocessing(trained_run):
     spec = meta.preprocessing
     assert input_bounds(model) == (tuple(-m / s for m, s in zip(spec.mean, spec.std)),
                                    tuple((1 - m) / s for m, s in zip(spec.mean, spec.std)))
+
+
+def test_the_relative_stabiliser_follows_each_image_and_only_convolutions():
+    """epsilon_std x the std of each image's own outputs of the layer: an image ten times larger
+    gets a ten times larger stabiliser, so the rule means the same at any activation scale; an
+    image's map does not depend on the batch it is explained in; dense layers keep epsilon."""
+    from lesionlens.explain.fast_lrp import fast_lrp_relevance
+    from lesionlens.explain.lrp import layer_epsilon
+
+    z = torch.randn(1, 8, 5, 5, generator=torch.Generator().manual_seed(0))
+    epsilon = layer_epsilon(torch.cat([z, 10 * z]), 1e-6, 0.1)
+    assert epsilon.shape == (2, 1, 1, 1)
+    assert float(epsilon[0]) == pytest.approx(1e-6 + 0.1 * float(z.std()), rel=1e-5)
+    assert float(epsilon[1] - 1e-6) == pytest.approx(10 * float(epsilon[0] - 1e-6), rel=1e-5)
+    assert layer_epsilon(torch.randn(2, 2), 1e-6, 0.1) == 1e-6 and layer_epsilon(z, 1e-6, 0.0) == 1e-6
+    model = _model("efficientnet_b0_relu")
+    x = _inputs()
+    targets = torch.tensor([1, 0])
+    recipe = "zplus_epsilon2_shared+epsilon_std=0.1"
+    # beside a much brighter image: a std over the batch would give the second a far larger epsilon
+    x = torch.cat([x[:1] * 4, x[1:]])
+    _, both = fast_lrp_relevance(model, x, targets, recipe)
+    _, alone = fast_lrp_relevance(model, x[1:], targets[1:], recipe)
+    assert torch.allclose(both[1:], alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()))
+    _, unstabilised = fast_lrp_relevance(model, x, targets, "zplus_epsilon2_shared")
+    assert not torch.allclose(both, unstabilised, rtol=1e-2, atol=0)  # the stabiliser does act

@@ -177,6 +177,12 @@ def get_recipe(name: str) -> Recipe:
         raise ExplainError(str(exc)) from None
 
 
+def without_stabiliser(name: str) -> str:
+    """A recipe name's rules with zennit's epsilon (1e-6) alone: its epsilon= and epsilon_std=
+    modifiers dropped (what a larger stabiliser absorbs by design, the rules alone conserve)."""
+    return "+".join(part for part in name.split("+") if not part.startswith(("epsilon=", "epsilon_std=")))
+
+
 def input_bounds(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The lowest and highest value each input channel can take after normalisation (pixels 0
     and 1): what the z-box rule needs. load_run records them from the run's preprocessing
