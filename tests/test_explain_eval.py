@@ -398,3 +398,26 @@ def test_figures_draw_relevance_smoothed_and_say_so_while_gradcam_is_drawn_as_it
     row = READABLE * 43 // 96  # a row through the square
     soft, sharp = (np.abs(np.diff(b[row].astype(int), axis=0)).max() for b in bodies)
     assert soft < sharp
+
+
+def test_the_model_card_shows_each_methods_noise_floor_beside_its_randomisation(tmp_path):
+    """A randomisation number means something only below the method's noise floor: the card
+    puts them side by side (a method without a floor, CRP, shows a dash)."""
+    from lesionlens.demo.model_card import explain_eval_table
+
+    def ci(mean):
+        return {"mean": mean, "low": mean - 0.01, "high": mean + 0.01, "n": 4}
+
+    report = {"n": 4, "methods": {
+        "lrp": {"metrics": {"noise_floor": ci(0.83), "mass_accuracy_lesion": ci(0.5)},
+                "randomisation": [{"stage": "head", "abs": ci(0.9)}, {"stage": "top", "abs": ci(0.81)}]},
+        "crp": {"metrics": {"concept_abs_cosine": ci(0.96)}, "randomisation": []}}}
+    path = tmp_path / "explain_eval.json"
+    path.write_text(json.dumps(report))
+    rows = explain_eval_table(path)
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    lrp = [cell.strip() for cell in next(r for r in rows if r.startswith("| lrp")).strip("|").split("|")]
+    crp = [cell.strip() for cell in next(r for r in rows if r.startswith("| crp")).strip("|").split("|")]
+    assert lrp[header.index("randomisation_top")] == "0.81 [0.80, 0.82]"
+    assert lrp[header.index("noise_floor")] == "0.83 [0.82, 0.84]"
+    assert crp[header.index("noise_floor")] == "-" and "noise_floor" in rows[-1]

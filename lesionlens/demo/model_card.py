@@ -94,7 +94,7 @@ def explain_eval_table(path: Path) -> list[str]:
     except ValueError:
         return ["The explanation evaluation report could not be read."]
     methods = report.get("methods", {})
-    wanted = ("mass_accuracy_lesion", "randomisation_top", "concept_abs_cosine", "total_sign_agrees")
+    wanted = ("mass_accuracy_lesion", "randomisation_top", "noise_floor", "concept_abs_cosine", "total_sign_agrees")
     rows = ["| method | " + " | ".join(wanted) + " |", "|---" * (len(wanted) + 1) + "|"]
     for name, scores in methods.items():
         cells = []
@@ -108,4 +108,6 @@ def explain_eval_table(path: Path) -> list[str]:
                          f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]")
         rows.append(f"| {md_text(name)} | " + " | ".join(cells) + " |")
     return rows + ["", f"({md_text(report.get('n', '?'))} images, 95% bootstrap intervals; randomisation_top: Spearman "
-                       "of |map| after the top stage and head are re-initialised, lower is better.)"]
+                       "of |map| after the top stage and head are re-initialised, lower is better, but only below "
+                       "noise_floor (the same for the image plus imperceptible noise, the model unchanged): a map "
+                       "no lower than its floor shows noise, not the model.)"]
