@@ -21,7 +21,7 @@ def main() -> None:
     from lesionlens.explain import Explainer
     from lesionlens.explain.evaluation import metrics
     from lesionlens.explain.evaluation.data import load_eval_images
-    from lesionlens.explain.evaluation.runner import SENSITIVITY_RADIUS
+    from lesionlens.explain.evaluation.runner import SENSITIVITY_RADIUS, with_input_noise
     from lesionlens.explain.input_grid import stem_stride
     from lesionlens.explain.render import figure, png_bytes
     from lesionlens.explain.rules import without_stabiliser
@@ -41,14 +41,13 @@ def main() -> None:
     compare = args.compare or without_stabiliser(default)
     data = load_eval_images(args.data, meta.preprocessing, meta.classes, args.n)
     images = torch.from_numpy(data.images)
-    noise = (torch.rand(images.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * SENSITIVITY_RADIUS
     maps = {}
     for recipe in (compare, default):
         with Explainer(model, "lrp", composite=recipe, classes=meta.classes) as explainer:
             # the same target for both: the class predicted on the clean image
             clean = explainer.explain(images)
             targets = [e.target for e in clean]
-            noisy = explainer.explain(images + noise, targets)
+            noisy = explainer.explain(with_input_noise(images, 0), targets)  # explain-eval's floor, seed 0
         maps[recipe] = (np.stack([e.heatmap for e in clean]), np.stack([e.heatmap for e in noisy]), clean)
     floor = {r: metrics.spearman(np.abs(a), np.abs(b)) for r, (a, b, _) in maps.items()}
     i = int(np.argmin(floor[compare]))

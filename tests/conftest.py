@@ -74,14 +74,6 @@ def zero_biases(model) -> None:
                 module.bias.zero_()
 
 
-def without_stabiliser(recipe: str) -> str:
-    """A larger stabiliser (EfficientNet's default) absorbs some relevance by design, so tests of
-    conservation use the recipe's rules without it."""
-    from lesionlens.explain.rules import without_stabiliser as rules_only
-
-    return rules_only(recipe)
-
-
 def write_random_run(run: Path, arch: str, size: int = 32, classes=("benign", "melanoma"), seed: int = 0) -> Path:
     """A run directory around randomly initialised weights (for tests that need every
     architecture but no training)."""

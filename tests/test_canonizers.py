@@ -6,7 +6,8 @@ import torch
 from zennit.composites import EpsilonPlusFlat
 from zennit.core import Composite
 
-from conftest import without_stabiliser, zero_biases
+from conftest import zero_biases
+from lesionlens.explain.rules import without_stabiliser
 from lesionlens.explain.canonizers import canonizers_for
 from lesionlens.explain.lrp import lrp_relevance
 from lesionlens.training import ARCHITECTURES, create_model

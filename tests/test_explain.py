@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, without_stabiliser, zero_biases
+from conftest import run_cli, zero_biases
 from lesionlens.data import decode_image, preprocess
 from lesionlens.explain import Explainer, explain, explain_batch
+from lesionlens.explain.rules import without_stabiliser
 from lesionlens.training import ARCHITECTURES, load_run
 from lesionlens.training.rundir import random_run
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from conftest import run_cli, without_stabiliser
+from conftest import run_cli
+from lesionlens.explain.rules import without_stabiliser
 
 ARCHES = ("resnet50", "attention_resnet50", "efficientnet_b0_relu")
 FOUR = "nevus,melanoma,seborrheic_keratosis,bcc"

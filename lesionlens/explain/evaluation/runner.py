@@ -263,10 +263,15 @@ def _noise_floor(method: Method, model, images: torch.Tensor, targets: torch.Ten
     A randomisation row no lower than this shows no dependence on the randomised weights that
     noise alone would not give; an unstable map "passes" the cascade by being noisy (EfficientNet's
     LRP with epsilon 1e-6 did: docs/explanation-choice.md)."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = (torch.rand(images.shape, generator=generator) * 2 - 1) * SENSITIVITY_RADIUS
-    noisy = method.compute(model, images + noise, targets, batch, explainer).heatmaps.numpy()
+    noisy = method.compute(model, with_input_noise(images, seed), targets, batch, explainer).heatmaps.numpy()
     return metrics.spearman(np.abs(maps), np.abs(noisy))
+
+
+def with_input_noise(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """`images` plus uniform noise in +-SENSITIVITY_RADIUS per value, drawn from `seed`: the noise
+    of the noise floor (scripts/stability_figure.py draws with the same)."""
+    generator = torch.Generator().manual_seed(seed)
+    return images + (torch.rand(images.shape, generator=generator) * 2 - 1) * SENSITIVITY_RADIUS
 
 
 def _crp_scores(scores: MethodScores, result: MethodResult) -> None:
