@@ -124,7 +124,7 @@ def _cmd_explain(args) -> int:
     from .explain.files import explain_file
 
     png, summary = explain_file(Path(args.run), Path(args.image), args.method, args.target,
-                                Path(args.out) if args.out else None, args.concepts)
+                                Path(args.out) if args.out else None, args.concepts, args.concept_choice)
     print(f"{args.method} heatmap for class {summary['target_label']!r} (predicted {summary['prediction']['label']!r}): "
           f"{png} (+ {png.with_suffix('.json').name})")
     return EXIT_OK
@@ -228,6 +228,7 @@ def _cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .explain.concept_choice import CHOICES as CONCEPT_CHOICES
     from .ranges import BATCH, CONCEPTS, COUNT, IMAGE_SIZE, OPSET, PORT, PROBABILITY, SEED, TRAIN, Bounds, flag
     from .training.architectures import architectures
     from .training.config import TrainConfig
@@ -325,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="lrp", choices=["lrp", "crp", "gradcam", "attention", "attention_crp"],
                    help="attention and attention_crp need an architecture with an attention head")
     p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
-    p.add_argument("--concepts", type=CONCEPTS.parse, default=8, help="CRP: how many top concepts (1-64)")
+    p.add_argument("--concepts", type=CONCEPTS.parse, default=8, help="CRP: how many concepts (1-64)")
+    p.add_argument("--concept-choice", choices=CONCEPT_CHOICES,
+                   help="CRP: top (the largest shares) or distinct (evidence for the class, each next where "
+                        "the ones before have none); default: the architecture's (README)")
     p.add_argument("--out", help="overlay PNG path (default: IMAGE_STEM.METHOD.png beside the image)")
     p.set_defaults(func=_cmd_explain)
 

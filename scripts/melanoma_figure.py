@@ -2,11 +2,13 @@
 map says: the photo, its melanoma-feature masks (outlined, named), LRP with the default rules as
 the product draws it (smoothed over the input grid: render.display_map) and raw, LRP with any other
 recipes asked for, the plain gradient, input x gradient and Grad-CAM, each with the share of its
-positive evidence (as drawn) on the melanoma features, and its top CRP concepts, each named by
-the feature its relevance falls on in this photo. The figure the README shows.
+positive evidence (as drawn) on the melanoma features, and the CRP concepts its card shows
+first (the architecture's concept choice, or --concept-choice), each named by the feature its
+relevance falls on in this photo. The figure the README shows.
 
     .venv/bin/python scripts/melanoma_figure.py [--out out] [--arch resnet50] [--index K]
-        [--recipes epsilon_shared+first=wsquare,...] [--layer layer2] --save docs/img/melanoma-features.png
+        [--recipes epsilon_shared+first=wsquare,...] [--layer layer2] [--concept-choice top|distinct]
+        --save docs/img/melanoma-features.png
 
 `--index` picks the K-th melanoma called melanoma among the held-out images that carry at least
 three melanoma features (so there is something to point at).
@@ -20,8 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lesionlens.explain.concept_choice import CHOICES
+
 SIZE = 224  # px per panel: large enough to see a globule
-CONCEPTS = 4  # the top CRP concepts drawn, as explain-eval's purity counts them
+CONCEPTS = 4  # the CRP concepts drawn, as explain-eval's purity counts them
 
 
 def _panel(rgb: np.ndarray, heatmap: np.ndarray, title: str, share: float | None, line: str = "") -> np.ndarray:
@@ -65,6 +69,8 @@ def main() -> None:
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--recipes", default="")
     parser.add_argument("--layer", default=None, help="CRP's concept layer (default: the architecture's)")
+    parser.add_argument("--concept-choice", default=None, choices=CHOICES,
+                        help="which concepts: default, the architecture's")
     parser.add_argument("--save", type=Path, required=True)
     args = parser.parse_args()
 
@@ -112,7 +118,7 @@ def main() -> None:
         add(drawn, method.signed_evidence, method.name if method.name != "lrp" else "lrp, as drawn (default rules)")
         if method.name == "lrp":
             add(heat, True, f"lrp raw ({grid}-px grid, not smoothed)")
-    # the top CRP concepts, each named by the feature mask its relevance falls on in this image
+    # the card's first CRP concepts, each named by the feature mask its relevance falls on in this image
     # (the atlas names a concept from its top training images instead: explain's cards)
     from lesionlens.explain.api import explain
     from lesionlens.explain.feature_names import label, name_from, regions_of, shares
@@ -122,7 +128,8 @@ def main() -> None:
     # only the generator's feature names: a CSV's column is data, not a label to print
     regions = regions_of({name: masks[i] for name, masks in data.feature_masks.items() if name in FEATURES},
                          data.artifact_masks[i], data.lesion_masks[i])
-    crp = explain(model, x[0], positive, "crp", meta.classes, concepts=CONCEPTS, layer=args.layer)
+    crp = explain(model, x[0], positive, "crp", meta.classes, concepts=CONCEPTS, layer=args.layer,
+                  concept_choice=args.concept_choice)
     for concept in crp.concepts:
         heat = concept.heatmap.numpy()
         share = concept.evidence_share

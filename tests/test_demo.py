@@ -50,8 +50,10 @@ def test_explain_endpoint_returns_the_figure_and_concepts(client, synth_small):
     image = next((synth_small / "benign").glob("*.png"))
     figure, gallery, note = client.predict(handle_file(str(image)), "lrp", 4, api_name="/explain")
     assert np.asarray(Image.open(figure)).shape[0] >= 384 and "Red = evidence for" in note
+    assert "Concepts shown" not in note
     figure, gallery, note = client.predict(handle_file(str(image)), "crp", 3, api_name="/explain")
     assert len(gallery) >= 3  # one conditional heatmap per concept (+ atlas patches when there is an atlas)
+    assert "Concepts shown: the channels with the largest share" in note  # EfficientNet's choice: top
 
 
 def test_bad_upload_gets_a_readable_message(client, tmp_path):

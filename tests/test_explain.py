@@ -160,11 +160,12 @@ def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path)
     image = next((synth_small / "melanoma").glob("*.png"))
     out = tmp_path / "h.png"
     result = run_cli("explain", str(trained_run), str(image), "--method", "crp", "--concepts", "2",
-                     "--target", "melanoma", "--out", str(out))
+                     "--concept-choice", "distinct", "--target", "melanoma", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:4] == b"\x89PNG"
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["target_label"] == "melanoma" and len(data["concepts"]) == 2
+    assert data["info"]["concept_choice"] == "distinct"
     assert all((tmp_path / c["heatmap_png"]).exists() for c in data["concepts"])
     result = run_cli("explain", str(trained_run), str(image), "--method", "attention")
     assert result.returncode == 2 and "attention_resnet50" in result.stderr and "Traceback" not in result.stderr

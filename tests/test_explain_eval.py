@@ -97,10 +97,21 @@ def test_crp_at_another_concept_layer(tmp_path):
     for bad in ("crp@fc", "crp@layer9", "lrp@layer2", "gradient@layer2"):
         with pytest.raises(UsageError, match="layer"):
             parse_methods([bad], spec, 0)
+    # crp-CHOICE: another concept choice, alone or with a composite and a layer
+    distinct, both = parse_methods(["crp-distinct", "crp-distinct:epsilon_shared@layer3"], spec, 0)
+    assert (distinct.kind, distinct.concept_choice, distinct.layer, default.concept_choice) == \
+        ("crp", "distinct", None, None)
+    assert (both.concept_choice, both.composite, both.layer) == ("distinct", "epsilon_shared", "layer3")
+    for bad in ("crp-best", "lrp-distinct", "gradient-top"):
+        with pytest.raises(UsageError, match="concept choice"):
+            parse_methods([bad], spec, 0)
     model, _ = load_run(write_random_run(tmp_path / "run", "resnet50", size=64))
+    explainer = distinct.open(model)
+    assert explainer.concept_choice == "distinct"
+    explainer.close()
     explainer = finer.open(model)
     try:
-        assert explainer.layer == "layer2"
+        assert explainer.layer == "layer2" and explainer.concept_choice == spec.concept_choice
         result = finer.compute(model, torch.rand(2, 3, 64, 64), torch.tensor([0, 1]), batch=2, explainer=explainer)
     finally:
         explainer.close()
@@ -286,12 +297,14 @@ def test_attention_crp_shares_add_up_to_the_region(tmp_path):
         assert region.shape == (64, 64) and 0 < int(region.sum()) < 64 * 64
         # pushed to the input, the region's relevance arrives whole (conservation below the
         # layer), and each concept's heatmap carries its share of it: the shares of all channels
-        # sum to 1 by construction, so the concepts' heatmaps add up to the region's relevance
+        # (of the region's |relevance|) sum to its sign by construction, so the concepts' heatmaps
+        # add up to the region's relevance
         region_relevance = e.info["region_relevance"]
         assert abs(region_relevance) > 1e-3
         assert abs(float(e.heatmap.sum()) - region_relevance) <= 0.01 * abs(region_relevance)
         for c in e.concepts:
-            part = c.relevance_share * region_relevance
+            part = c.relevance_share * abs(region_relevance)
+            assert np.sign(c.relevance_share) == np.sign(float(c.heatmap.sum()))  # red is evidence for
             assert abs(float(c.heatmap.sum()) - part) <= 0.01 * abs(region_relevance), (c.channel, part)
         # ranked by |relevance inside the region|
         rel = np.abs([c.relevance_share for c in e.concepts])

@@ -80,6 +80,15 @@ def test_health_then_lazy_load_then_explain(server, synth_small):
     after = httpx.get(f"{url}/health").json()
     assert after["weights_loaded"] is True and after["cold_start_seconds"] > 0 and after["device"] == "cpu"
     assert after["concept_atlas"] == "blocks.5"
+    assert body["info"]["concept_choice"] == "top"  # the architecture's (EfficientNet)
+    # another concept choice per request: the answer says which, and its concepts are evidence
+    response = httpx.post(f"{url}/explain", files={"image": ("a.png", _image(synth_small), "image/png")},
+                          data={"method": "crp", "concepts": "3", "target": "melanoma", "concept_choice": "distinct"},
+                          timeout=120)
+    assert response.status_code == 200, response.text
+    distinct = response.json()
+    assert distinct["info"]["concept_choice"] == "distinct" and len(distinct["concepts"]) == 3
+    assert distinct["concepts"][0]["relevance_share"] > 0  # the strongest evidence for the class first
 
 
 @pytest.mark.parametrize("case,status,needle", [
@@ -89,6 +98,7 @@ def test_health_then_lazy_load_then_explain(server, synth_small):
     ("attention on effnet", 400, "not available for efficientnet_b0_relu"),
     ("other weights", 409, "not " + "0" * 64),
     ("concepts 0", 400, "concepts must be a whole number from 1 to 64"),
+    ("unknown concept choice", 400, "unknown concept_choice 'best'"),
     ("oversized", 413, "exceeds the limit"),
 ])
 def test_bad_requests_get_4xx_with_a_message(server, synth_small, case, status, needle):
@@ -106,6 +116,8 @@ def test_bad_requests_get_4xx_with_a_message(server, synth_small, case, status, 
         data["expected_sha256"] = "0" * 64
     elif case == "concepts 0":
         data.update(method="crp", concepts="0")
+    elif case == "unknown concept choice":
+        data.update(method="crp", concept_choice="best")
     elif case == "oversized":
         image = b"\0" * 2_100_000
     response = httpx.post(f"{url}/explain", files={"image": ("x.png", image, "image/png")}, data=data, timeout=60)

@@ -126,6 +126,7 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
     """(the overlay figure, CRP concept gallery [(figure, caption)], a markdown note). `target`:
     the class to explain (default: the predicted one)."""
     from ..errors import RequestError
+    from ..explain.concept_choice import DESCRIPTIONS
     from .backends import ExplanationUnavailable
 
     data = _read_upload(path)
@@ -154,6 +155,9 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
     prediction = result.get("prediction", {})
     note = (f"Explained class: **{md_text(result.get('target_label'))}** (predicted {md_text(prediction.get('label'))}). "
             "Red = evidence for that class, blue = evidence against.")
+    choice = result.get("info", {}).get("concept_choice")
+    if choice in DESCRIPTIONS:  # the sidecar's own word, but only one of ours is printed
+        note += f" Concepts shown: {DESCRIPTIONS[choice]}."
     return _png_to_rgb(result["overlay_png_base64"]), gallery, note
 
 

@@ -8,7 +8,8 @@ channel of a concept layer contributes. Here:
    weights over the last feature grid come from the head itself (its MLP on the features);
 2. the attention's top region: the fewest grid cells that hold `REGION_MASS` of the attention;
 3. each channel's relevance inside that region (the region mapped onto the concept layer's grid)
-   ranks the concepts; a concept's share is its part of the region's relevance;
+   chooses the concepts (concept_choice.py); a concept's share is its part of the region's
+   |relevance|, signed by its own relevance;
 4. the region's relevance, and each top concept's part of it, pushed from the concept layer to
    the input (crp's exclude_parallel semantics: nothing flows around the layer): the main
    heatmap shows what, inside the attended region, made the decision; one heatmap per concept.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .concept_choice import choose_batch
 from .methods import Concept, MethodResult
 from .targets import resolve_targets, start_relevance
 
@@ -40,7 +42,7 @@ def top_region(attention: torch.Tensor, mass: float = REGION_MASS) -> torch.Tens
 
 
 def run_attention_crp(model: nn.Module, images: torch.Tensor, targets, *, engine: str, concepts: int,
-                      layer: str, module: str) -> MethodResult:
+                      layer: str, module: str, choice: str = "top") -> MethodResult:
     """The whole batch at once: in eval mode no image affects another, so one forward pass, one
     backward pass to the concept layer, one for the region maps and one per concept rank (the
     k-th concept of every image together) replace a loop of single-image passes."""
@@ -66,7 +68,7 @@ def run_attention_crp(model: nn.Module, images: torch.Tensor, targets, *, engine
             local = layer_relevance * at_layer
             per_channel = local.flatten(2).sum(2)  # (B, C)
             region_total = per_channel.sum(1)
-            top = torch.argsort(per_channel.abs(), dim=1, descending=True)[:, :concepts]  # (B, k)
+            top = choose_batch(per_channel, local, concepts, choice)  # (B, k), concept_choice.py
             region_map, = torch.autograd.grad(layer_out, x, local, retain_graph=True)
             rows = torch.arange(b)
             conditional = []  # conditional[k]: (B, H, W), the k-th concept of each image
@@ -82,7 +84,9 @@ def run_attention_crp(model: nn.Module, images: torch.Tensor, targets, *, engine
     logit_values = start.sum(1)
     for i in range(b):
         total, logit = float(region_total[i]), float(logit_values[i])
-        per_image.append([Concept(layer, channel, float(per_channel[i, channel]) / total if total else 0.0,
+        # over |total|: a share's sign is the concept's own (for the class or against it, as
+        # Concept.evidence_share reads it) also where the region's total is negative
+        per_image.append([Concept(layer, channel, float(per_channel[i, channel]) / abs(total) if total else 0.0,
                                   conditional[k][i], float(per_channel[i, channel]) / logit if logit else None,
                                   total / logit if logit else None)
                           for k, channel in enumerate(top[i].tolist())])
@@ -90,6 +94,6 @@ def run_attention_crp(model: nn.Module, images: torch.Tensor, targets, *, engine
         region_totals.append(total)
     regions = nn.functional.interpolate(region[:, None].float(), images.shape[-2:], mode="nearest")[:, 0] > 0
     return MethodResult(region_map.sum(1).detach(), logits.detach(), target, per_image,
-                        info={"layer": layer, "engine": engine, "region_mass": REGION_MASS,
+                        info={"layer": layer, "engine": engine, "concept_choice": choice, "region_mass": REGION_MASS,
                               "regions": regions, "region_share_of_logit": region_shares,
                               "region_relevance": region_totals})

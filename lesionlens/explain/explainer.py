@@ -1,6 +1,6 @@
 """`Explainer(model, method, **options)`: one object that owns a model prepared for one method.
 
-    with Explainer(model, "crp", classes=classes, concepts=4) as explainer:
+    with Explainer(model, "crp", classes=classes, concepts=4, concept_choice="distinct") as explainer:
         explanations = explainer.explain(images)            # (B, 3, H, W) preprocessed
     explain(model, image, method="lrp")                       # the one-shot call (api.py)
 
@@ -24,21 +24,24 @@ import numpy as np
 import torch
 
 from ..errors import ExplainError
+from .concept_choice import CHOICES
 from .input_grid import stem_stride
 from .methods import LRP_METHODS, METHODS
 from .rules import get_recipe
 
 ENGINES = ("fast", "zennit")
 DEFAULT_CONCEPTS = 8
-OPTIONS = {"lrp": {"engine", "composite"}, "crp": {"engine", "concepts", "layer", "composite"},
-           "attention_crp": {"engine", "concepts", "layer", "composite"}, "gradcam": set(), "attention": set()}
+CRP_OPTIONS = {"engine", "concepts", "layer", "composite", "concept_choice"}
+OPTIONS = {"lrp": {"engine", "composite"}, "crp": CRP_OPTIONS, "attention_crp": CRP_OPTIONS, "gradcam": set(),
+           "attention": set()}
 PER_IMAGE_INFO = ("regions", "region_share_of_logit", "region_relevance")  # info entries with one value per image
 
 
 class Explainer:
     def __init__(self, model: torch.nn.Module, method: str = "lrp", *, classes: Optional[Sequence[str]] = None,
                  engine: Optional[str] = None, concepts: Optional[int] = None, layer: Optional[str] = None,
-                 composite: Optional[str] = None, copy: bool = True, share: Optional["Explainer"] = None):
+                 composite: Optional[str] = None, concept_choice: Optional[str] = None, copy: bool = True,
+                 share: Optional["Explainer"] = None):
         from ..training.models import spec_of_model
 
         if method not in METHODS:
@@ -48,7 +51,8 @@ class Explainer:
             raise ExplainError(f"method {method!r} needs an architecture with an attention head "
                                f"(e.g. attention_resnet50); {self.spec.name} supports {list(self.spec.methods)}")
         given = {name for name, value in (("engine", engine), ("concepts", concepts), ("layer", layer),
-                                          ("composite", composite)) if value is not None}
+                                          ("composite", composite), ("concept_choice", concept_choice))
+                 if value is not None}
         stray = sorted(given - OPTIONS[method])
         if stray:
             raise ExplainError(f"option(s) {stray} do not apply to method {method!r}")
@@ -78,6 +82,7 @@ class Explainer:
         if method in ("crp", "attention_crp"):
             self.channels = self._layer_channels(self.layer)
             self.concepts = self.check_concepts(DEFAULT_CONCEPTS if concepts is None else concepts)
+            self.concept_choice = self.check_concept_choice(concept_choice or self.spec.concept_choice)
         self._restore = None
         self._share = share
         if share is None:
@@ -141,19 +146,26 @@ class Explainer:
                                f"(the channels of {self.layer}), got {concepts!r}")
         return int(concepts)
 
+    @staticmethod
+    def check_concept_choice(choice) -> str:
+        if choice not in CHOICES:
+            raise ExplainError(f"unknown concept choice {choice!r}; use one of {list(CHOICES)}")
+        return choice
+
     # ---- work ------------------------------------------------------------------------------
     def explain(self, images, targets: Optional[Sequence[Optional[int]]] = None, *,
-                concepts: Optional[int] = None) -> list:
+                concepts: Optional[int] = None, concept_choice: Optional[str] = None) -> list:
         """One Explanation per image of a preprocessed batch (B, 3, H, W) (or one image (3, H, W)).
         targets: a class index per image, None for "the predicted class" (the default for all).
-        concepts: crp only, overrides the explainer's number for this call."""
+        concepts, concept_choice: crp only, override the explainer's for this call."""
         from .api import Explanation
         from .targets import PREDICTED
 
         if self.closed:
             raise ExplainError("this explainer is closed")
-        if concepts is not None and self.method not in ("crp", "attention_crp"):
-            raise ExplainError(f"option 'concepts' does not apply to method {self.method!r}")
+        for option, value in (("concepts", concepts), ("concept_choice", concept_choice)):
+            if value is not None and self.method not in ("crp", "attention_crp"):
+                raise ExplainError(f"option {option!r} does not apply to method {self.method!r}")
         device = next(self.model.parameters()).device
         x = _as_batch(images).to(device)
         num_classes = len(self.classes) if self.classes else None
@@ -166,7 +178,7 @@ class Explainer:
         wanted = None if targets is None else torch.as_tensor(
             [PREDICTED if t is None else int(t) for t in targets], dtype=torch.long, device=device)
         try:
-            result = self.compute(x, wanted, concepts)
+            result = self.compute(x, wanted, concepts, concept_choice)
         except ValueError as exc:  # targets.resolve_targets: out of range for the model's logits
             raise ExplainError(str(exc)) from None
         probs = torch.softmax(result.logits.float(), 1)
@@ -188,7 +200,8 @@ class Explainer:
             ))
         return explanations
 
-    def compute(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None, concepts: Optional[int] = None):
+    def compute(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None, concepts: Optional[int] = None,
+                concept_choice: Optional[str] = None):
         """The method's raw MethodResult on a preprocessed batch already on the model's device
         (tensors, batched: what explain-eval scores); `explain` wraps it into Explanations."""
         run = METHODS[self.method]
@@ -196,8 +209,10 @@ class Explainer:
             return run(self.model, x, targets, engine=self.engine)
         if self.method in ("crp", "attention_crp"):
             count = self.concepts if concepts is None else self.check_concepts(concepts)
+            choice = self.concept_choice if concept_choice is None else self.check_concept_choice(concept_choice)
             extra = {"module": self.spec.attention} if self.method == "attention_crp" else {}
-            return run(self.model, x, targets, engine=self.engine, concepts=count, layer=self.layer, **extra)
+            return run(self.model, x, targets, engine=self.engine, concepts=count, layer=self.layer, choice=choice,
+                       **extra)
         if self.method == "gradcam":
             return run(self.model, x, targets, layer=self.spec.gradcam_layer)
         return run(self.model, x, targets, module=self.spec.attention)

@@ -8,7 +8,7 @@ through zennit's hooks. The lower part of that computation is linear in the mask
 and the forward is the same for every concept, so here:
 
 1. one forward + LRP backward (the fast engine) gives the full heatmap and the relevance at
-   the concept layer, hence the channel shares and the top-k channels;
+   the concept layer, hence the channel shares and the k channels shown (concept_choice.py);
 2. one more forward up to the concept layer only, under `torch.func.vjp`, and its pullback
    vmapped over the k masked relevances: every z+ denominator is computed once per image and
    each concept costs only the transposed convolutions.
@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .concept_choice import choose_batch
 from .targets import resolve_targets, start_relevance
 
 
@@ -32,7 +33,7 @@ class ConceptRelevance:
     logits: torch.Tensor  # (B, K)
     heatmaps: torch.Tensor  # (B, H, W): the full LRP heatmap
     shares: torch.Tensor  # (B, C): each channel's share of the layer's relevance, sum |.| = 1
-    channels: torch.Tensor  # (B, k): the top-k channels by |share|
+    channels: torch.Tensor  # (B, k): the chosen channels (concept_choice.py), in the card's order
     conditional: torch.Tensor  # (B, k, H, W): one heatmap per top channel
     channel_relevance: torch.Tensor  # (B, C): each channel's relevance at the layer
     explained_logit: torch.Tensor  # (B,): the logit the relevance started from
@@ -103,11 +104,11 @@ def conditional_heatmaps(model: nn.Module, layer: nn.Module, image: torch.Tensor
 
 
 def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer_name: str,
-                       concepts: int) -> ConceptRelevance:
+                       concepts: int, choice: str) -> ConceptRelevance:
     layer = model.get_submodule(layer_name)
     logits, at_layer, relevance, start = layer_relevance(model, images, targets, layer)
     shares = channel_shares(at_layer)
-    top = torch.argsort(shares.abs(), dim=1, descending=True)[:, :concepts]
+    top = choose_batch(shares, at_layer, concepts, choice)
     conditional = [conditional_heatmaps(model, layer, images[i:i + 1], at_layer[i], top[i]) for i in range(len(images))]
     return ConceptRelevance(logits.detach(), relevance.detach().sum(1), shares.detach(), top,
                             torch.stack(conditional).detach(), at_layer.flatten(2).sum(-1).detach(),
@@ -115,7 +116,8 @@ def _concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional
 
 
 def concept_relevance(model: nn.Module, images: torch.Tensor, targets: Optional[torch.Tensor], layer: str,
-                      concepts: int) -> ConceptRelevance:
-    """The full heatmap and the top-`concepts` channels of `layer` with a conditional heatmap
-    each, per image, on a model held inside `fast_lrp` (the Explainer prepares it)."""
-    return _concept_relevance(model, images, targets, layer, concepts)
+                      concepts: int, choice: str = "top") -> ConceptRelevance:
+    """The full heatmap and `concepts` channels of `layer` (chosen by `choice`,
+    concept_choice.py) with a conditional heatmap each, per image, on a model held inside
+    `fast_lrp` (the Explainer prepares it)."""
+    return _concept_relevance(model, images, targets, layer, concepts, choice)

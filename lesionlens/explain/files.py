@@ -184,13 +184,13 @@ def write_explanation(explanation: Explanation, rgb: np.ndarray, out: Path, atla
 
 
 def explain_file(run: Path, image: Path, method: str = "lrp", target=None, out: Optional[Path] = None,
-                 concepts: int = 8) -> tuple[Path, dict]:
+                 concepts: int = 8, concept_choice: Optional[str] = None) -> tuple[Path, dict]:
     if method in ("crp", "attention_crp"):
         check_concepts(concepts)
     model, meta = load_run(run)
     rgb = decode_for(image, meta.preprocessing)
     x = preprocess(rgb, meta.preprocessing)
-    options = {"concepts": concepts} if method in ("crp", "attention_crp") else {}
+    options = {"concepts": concepts, "concept_choice": concept_choice} if method in ("crp", "attention_crp") else {}
     explanation = explain(model, x, resolve_target(target, meta.classes), method, meta.classes, **options)
     out = out or image.with_name(f"{image.stem}.{method}.png")
     atlas = None

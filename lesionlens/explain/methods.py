@@ -100,25 +100,25 @@ def run_attention(model: nn.Module, images: torch.Tensor, targets, *, module: st
 
 
 def run_crp(model: nn.Module, images: torch.Tensor, targets, *, engine: str, concepts: int,
-            layer: str) -> MethodResult:
+            layer: str, choice: str = "top") -> MethodResult:
     """CRP with exclude_parallel semantics (relevance through a shortcut is not credited to a
     concept: the fix for "every channel gives the same heatmap") and our canonizers. Returns
-    the full LRP heatmap plus, per image, the top-`concepts` channels of `layer` with their
-    share of that layer's relevance and a conditional heatmap each.
+    the full LRP heatmap plus, per image, `concepts` channels of `layer` (chosen by `choice`:
+    concept_choice.py) with their share of that layer's relevance and a conditional heatmap each.
 
     engine "fast": all concepts of an image in one batched pass on the fast LRP engine
     (fast_crp.py); "zennit": zennit-crp's CondAttribution, the reference (tested to agree)."""
     if engine == "fast":
         from .fast_crp import concept_relevance
 
-        result = concept_relevance(model, images, targets, layer, concepts)
+        result = concept_relevance(model, images, targets, layer, concepts, choice)
         logit = result.explained_logit
         per_image = [[Concept(layer, int(c), float(result.shares[i, c]), result.conditional[i, j],
                               *_logit_shares(result.channel_relevance[i], c, logit[i]))
                       for j, c in enumerate(result.channels[i].tolist())] for i in range(len(images))]
         return MethodResult(result.heatmaps, result.logits, resolve_targets(result.logits, targets), per_image,
-                            info={"layer": layer, "engine": "fast"})
-    return _run_zennit_crp(model, images, targets, concepts, layer)
+                            info={"layer": layer, "engine": "fast", "concept_choice": choice})
+    return _run_zennit_crp(model, images, targets, concepts, layer, choice)
 
 
 def _logit_shares(per_channel: torch.Tensor, channel: int, logit) -> tuple[Optional[float], Optional[float]]:
@@ -128,10 +128,12 @@ def _logit_shares(per_channel: torch.Tensor, channel: int, logit) -> tuple[Optio
     return float(per_channel[channel]) / logit, float(per_channel.sum()) / logit
 
 
-def _run_zennit_crp(model, images, targets, concepts: int, layer: str) -> MethodResult:
+def _run_zennit_crp(model, images, targets, concepts: int, layer: str, choice: str) -> MethodResult:
     from . import crp_compat  # noqa: F401  (np.int for numpy 2)
     from crp.attribution import CondAttribution
     from crp.concepts import ChannelConcept
+
+    from .concept_choice import choose_channels
 
     # the composite is registered on this model already (Explainer): crp must not add it twice
     attribution = CondAttribution(model, no_param_grad=True)
@@ -145,7 +147,7 @@ def _run_zennit_crp(model, images, targets, concepts: int, layer: str) -> Method
         # crp starts relevance from the target logit's value by default, as our LRP does
         full = attribution(x, [{"y": [target]}], None, record_layer=[layer])
         shares = channel.attribute(full.relevances[layer], abs_norm=True)[0]  # signed shares, sum |.| = 1
-        top = torch.argsort(shares.abs(), descending=True)[:concepts].tolist()
+        top = choose_channels(shares, full.relevances[layer][0], concepts, choice).tolist()
         conditions = [{layer: [c], "y": [target]} for c in top]
         conditional = attribution(image[None].repeat(len(top), 1, 1, 1).requires_grad_(), conditions, None,
                                   exclude_parallel=True)
@@ -156,7 +158,7 @@ def _run_zennit_crp(model, images, targets, concepts: int, layer: str) -> Method
                                   *_logit_shares(per_channel, c, logit))
                           for i, c in enumerate(top)])
     return MethodResult(torch.stack(heatmaps).detach(), logits, targets, per_image,
-                        info={"layer": layer, "engine": "zennit"})
+                        info={"layer": layer, "engine": "zennit", "concept_choice": choice})
 
 
 def run_attention_crp(model, images, targets, **options) -> MethodResult:

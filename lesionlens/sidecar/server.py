@@ -1,6 +1,7 @@
 """`lesionlens serve`: the explanation sidecar over HTTP (FastAPI).
 
-    POST /explain   multipart: image (file), method, target, concepts, expected_sha256 (optional)
+    POST /explain   multipart: image (file), method, target, concepts, concept_choice, expected_sha256
+                    (all but the image optional)
     GET  /health    status, weights_loaded, device, cold start, model hash, load error
 
 Every failure a client can cause is a 4xx with a message (409 when `expected_sha256` names other
@@ -43,14 +44,15 @@ def create_app(service: ExplanationService, token: Optional[str] = None,
 
     @app.post("/explain")
     async def explain(image: UploadFile = File(...), method: str = Form("lrp"), target: Optional[str] = Form(None),
-                      concepts: int = Form(8), expected_sha256: Optional[str] = Form(None)) -> dict:
+                      concepts: int = Form(8), concept_choice: Optional[str] = Form(None),
+                      expected_sha256: Optional[str] = Form(None)) -> dict:
         name = image.filename or "upload"
         data = await image.read(service.max_upload_bytes + 1)
         if len(data) > service.max_upload_bytes:
             raise HTTPException(413, f"{name}: upload exceeds the limit of {service.max_upload_bytes} bytes")
         try:
             result = await run_in_threadpool(service.explain, data, method, target, concepts,
-                                             expected_sha256=expected_sha256)
+                                             expected_sha256=expected_sha256, concept_choice=concept_choice)
         except RequestError as exc:
             raise HTTPException(400, f"{name}: {exc}") from None
         except HashMismatchError as exc:

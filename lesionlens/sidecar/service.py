@@ -42,6 +42,7 @@ class _Job:
     method: str
     target: Optional[int]
     concepts: int
+    concept_choice: Optional[str]  # None: the architecture's
     future: Future
 
 
@@ -114,7 +115,9 @@ class ExplanationService:
 
     # ---- requests ---------------------------------------------------------------------------
 
-    def validate(self, data: bytes, method: str, target, concepts: int, expected_sha256: Optional[str] = None):
+    def validate(self, data: bytes, method: str, target, concepts: int, expected_sha256: Optional[str] = None,
+                 concept_choice: Optional[str] = None):
+        from ..explain.concept_choice import CHOICES
         from ..explain.files import check_concepts, resolve_target
 
         if expected_sha256 and expected_sha256.strip().lower() != self.weights_sha256:
@@ -124,6 +127,8 @@ class ExplanationService:
                                f"use one of {list(self.methods)}")
         if len(data) > self.max_upload_bytes:
             raise RequestError(f"upload of {len(data)} bytes exceeds the limit of {self.max_upload_bytes}")
+        if concept_choice is not None and concept_choice not in CHOICES:
+            raise RequestError(f"unknown concept_choice {concept_choice!r}; use one of {list(CHOICES)}")
         try:
             index = resolve_target(target, self.classes)
             check_concepts(concepts)
@@ -136,14 +141,15 @@ class ExplanationService:
         return rgb, index
 
     def explain(self, data: bytes, method: str = "lrp", target=None, concepts: int = 8, timeout: float = 600,
-                expected_sha256: Optional[str] = None) -> dict:
+                expected_sha256: Optional[str] = None, concept_choice: Optional[str] = None) -> dict:
         """Explain one encoded image; blocks until the worker has answered. Raises RequestError
         for anything the caller got wrong, HashMismatchError when `expected_sha256` is not the
-        weights explained here, ServiceUnavailable when the model could not be loaded."""
+        weights explained here, ServiceUnavailable when the model could not be loaded.
+        concept_choice: CRP's (top, distinct); None for the architecture's."""
         if self.load_error is not None:
             raise ServiceUnavailable(self.load_error)
-        rgb, index = self.validate(data, method, target, concepts, expected_sha256)
-        job = _Job(rgb, method, index, concepts, Future())
+        rgb, index = self.validate(data, method, target, concepts, expected_sha256, concept_choice)
+        job = _Job(rgb, method, index, concepts, concept_choice, Future())
         self._queue.put(job)
         return job.future.result(timeout=timeout)
 
@@ -151,14 +157,16 @@ class ExplanationService:
         while True:
             first = self._queue.get()
             batch = [first]
-            # gather what is already waiting with the same method/concepts, up to max_batch
+            # gather what is already waiting with the same method and concepts, up to max_batch
             waiting = []
             while len(batch) < self.max_batch:
                 try:
                     job = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                (batch if (job.method, job.concepts) == (first.method, first.concepts) else waiting).append(job)
+                same = (job.method, job.concepts, job.concept_choice) == \
+                    (first.method, first.concepts, first.concept_choice)
+                (batch if same else waiting).append(job)
             for job in waiting:
                 self._queue.put(job)
             try:
@@ -178,7 +186,8 @@ class ExplanationService:
         x = torch.from_numpy(np.stack([preprocess(job.rgb, self.spec) for job in batch]))
         targets = [job.target for job in batch]  # None: explain the predicted class
         method = batch[0].method
-        options = {"concepts": batch[0].concepts} if method in ("crp", "attention_crp") else {}
+        options = {"concepts": batch[0].concepts, "concept_choice": batch[0].concept_choice} \
+            if method in ("crp", "attention_crp") else {}
         explanations = self.explainers[method].explain(x, targets, **options)
         self.batches_run += 1
         for job, explanation in zip(batch, explanations):

@@ -42,11 +42,11 @@ METRICS = {
                     "dependence on the randomised weights beyond what noise gives", "higher (stable)"),
     "infidelity": ("Explanation Infidelity (Yeh et al. 2019), normalised", "lower"),
     "max_sensitivity": ("Max-Sensitivity (Yeh et al. 2019)", "lower"),
-    "concept_abs_cosine": ("mean |cosine| between the top concept heatmaps", "lower (distinct)"),
+    "concept_abs_cosine": ("mean |cosine| between the 8 concept heatmaps shown first", "lower (distinct)"),
     "layer_share_of_logit": ("the concept layer's total relevance / the explained logit", "near 1"),
-    "concept_purity": ("melanomas called melanoma: mean share of a top-4 concept's positive relevance on its best "
+    "concept_purity": ("melanomas called melanoma: mean share of a first-4 concept's positive relevance on its best "
                        "feature mask (a drawn feature or the artifact)", "higher (one concept, one feature)"),
-    "concept_feature_kinds": ("... how many different features the top 4 concepts' best masks are (1-4)",
+    "concept_feature_kinds": ("... how many different features the first 4 concepts' best masks are (1-4)",
                               "higher (concepts that see different things)"),
     "concept_conservation_error": ("|concept heatmap totals / their relevance at the layer - 1|", "lower"),
 }
@@ -226,7 +226,8 @@ def write_report(out: Path, scores, *, run: Path, data: Path, images, meta, spec
               "infidelity_std": INFIDELITY_NOISE_STD, "sensitivity_radius": SENSITIVITY_RADIUS,
               "perturbations": PERTURBATIONS, "sensitivity_n": sensitivity_n,
               "image_size": meta.preprocessing.size, "default_composite": spec.composite,
-              "concept_layer": spec.default_concept_layer, "feature_region_areas": _region_areas(images),
+              "concept_layer": spec.default_concept_layer, "concept_choice": spec.concept_choice,
+              "feature_region_areas": _region_areas(images),
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     report = {**header, "skipped_images": images.skipped, "mask_problem_list": images.mask_problems,
               "methods": summary}

@@ -19,13 +19,16 @@ For each method (the architecture's own, plus the reference maps of references.p
 - totals: how often the heatmap's total has the sign of the explained logit;
 - class sensitivity: the Spearman correlation between the maps of the predicted class and the
   runner-up class;
-- for CRP: the mean |cosine| between the top-k concept heatmaps, the share of the logit the
+- for CRP: the mean |cosine| between the concept heatmaps (the 8 a card shows first, chosen as
+  the architecture chooses them, or as `crp-CHOICE` says), the share of the logit the
   concept layer carries, how closely each concept's heatmap total matches its relevance at
   the layer (conservation below the layer), and, on melanomas with feature masks, the top
   concepts' purity (share on their best feature mask) and how many feature kinds they name.
 
 Every score is per image; the report gives means with 95% bootstrap CIs. A method is named
-`method` or `method:composite` (lrp and crp with another LRP recipe, for comparing them).
+`method` or `method:composite` (lrp and crp with another LRP recipe, for comparing them); crp
+also as `crp@LAYER` (another concept layer) and `crp-CHOICE` (another concept choice: top,
+distinct).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import torch
 
 from ..._fileset import FileSet
 from ...errors import ExplainError, UsageError
+from ..concept_choice import CHOICES as CONCEPT_CHOICES
 from ..input_grid import stem_stride
 from ..render import COARSE_METHODS
 from ..methods import MethodResult
@@ -74,6 +78,7 @@ class Method:
     class_specific: bool = True
     options: dict = field(default_factory=dict)
     layer: Optional[str] = None  # CRP's concept layer; None: the architecture's default
+    concept_choice: Optional[str] = None  # CRP's concept choice; None: the architecture's default
 
     def open(self, model: torch.nn.Module):
         """An explainer prepared once on `model` (canonized copy, rules registered), to pass to
@@ -87,6 +92,8 @@ class Method:
             options.update(concepts=TOP_CONCEPTS)
             if self.layer:
                 options.update(layer=self.layer)
+            if self.concept_choice:
+                options.update(concept_choice=self.concept_choice)
         elif self.kind == "attention_crp":
             # only its region's heatmap is scored: one conditional map (the fewest allowed), not eight
             options.update(concepts=1)
@@ -117,11 +124,18 @@ class Method:
 def parse_methods(names: Sequence[str], spec, seed: int) -> list[Method]:
     methods = []
     for name in names:
-        # crp@LAYER (or crp:COMPOSITE@LAYER): the concepts at another of the architecture's layers
+        # crp@LAYER (or crp:COMPOSITE@LAYER): the concepts at another of the architecture's layers;
+        # crp-CHOICE (crp-distinct, crp-top, also with :COMPOSITE and @LAYER): another concept choice
         base, _, layer = name.partition("@")
         kind, _, composite = base.partition(":")
+        kind, _, choice = kind.partition("-")
         if layer and kind != "crp":
             raise UsageError(f"method {name!r}: only crp takes a layer (crp@LAYER)")
+        if choice and kind != "crp":
+            raise UsageError(f"method {name!r}: only crp takes a concept choice (crp-CHOICE)")
+        if choice and choice not in CONCEPT_CHOICES:
+            raise UsageError(f"method {name!r}: unknown concept choice {choice!r}; use one of "
+                             f"{[f'crp-{c}' for c in CONCEPT_CHOICES]}")
         if layer and layer not in spec.concept_layers:
             raise UsageError(f"method {name!r}: {layer!r} is not a concept layer of {spec.name}; "
                              f"use one of {list(spec.concept_layers)}")
@@ -140,10 +154,11 @@ def parse_methods(names: Sequence[str], spec, seed: int) -> list[Method]:
                 get_recipe(composite)  # a clear error for a typo, before any work
             # Grad-CAM and attention are >= 0 and LRP/CRP signed evidence: all score their positive part
             methods.append(Method(name, kind, composite or None, True, class_specific=kind != "attention",
-                                  layer=layer or None))
+                                  layer=layer or None, concept_choice=choice or None))
         else:
             raise UsageError(f"unknown method {name!r} for {spec.name}; use {list(spec.methods)}, "
-                             f"{sorted(REFERENCES)}, or lrp:<composite> / crp:<composite> / crp@<layer>")
+                             f"{sorted(REFERENCES)}, or lrp:<composite> / crp:<composite> / crp@<layer> / "
+                             f"crp-<choice>")
     return methods
 
 
