@@ -7,8 +7,8 @@ feature kinds".
 For each melanoma among the first N images of DATA (a generated set: it needs the feature
 masks) that the model calls melanoma: the melanoma features (synth.MELANOMA_FEATURES) that hold
 at least feature_names.MIN_SHARE of the LRP map's positive relevance (the share that names a
-concept), and the kinds the top 4 concepts (the architecture's default layer) name at the same
-share. A concept decomposition cannot be expected to span kinds the map itself does not reach.
+concept), and the kinds the 4 concepts a card shows first (the architecture's default layer and
+concept choice) name at the same share. A concept decomposition cannot be expected to span kinds the map itself does not reach.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def main() -> None:
     print(f"{args.run}: {len(r)} melanomas called melanoma, {r[:, 0].mean():.2f} melanoma features drawn per image")
     print(f"  kinds holding >= {MIN_SHARE:.0%} of the LRP map: mean {r[:, 1].mean():.2f}, "
           f">= 2 on {(r[:, 1] >= 2).mean():.0%} of them; the map's largest single-feature share {r[:, 3].mean():.2f}")
-    print(f"  kinds the top 4 concepts name (>= {MIN_SHARE:.0%}): mean {r[:, 2].mean():.2f}, >= 2 on {(r[:, 2] >= 2).mean():.0%}")
+    print(f"  kinds the card's 4 concepts name (>= {MIN_SHARE:.0%}): mean {r[:, 2].mean():.2f}, "
+          f">= 2 on {(r[:, 2] >= 2).mean():.0%}")
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def test_canonization_keeps_outputs_and_restores_the_model(arch):
 @pytest.mark.parametrize("engine", ["zennit", "fast"])
 @pytest.mark.parametrize("recipe", [None, "epsilon_plus_flat"])  # None: the architecture's default
 def test_relevance_is_conserved_with_biases_zeroed(arch, engine, recipe):
-    """The rules conserve; a stabiliser larger than zennit's 1e-6 (EfficientNet's default, 1% of
-    each layer's output std) absorbs a little of the relevance by design, and keeps its sign."""
+    """The rules conserve; a stabiliser larger than zennit's 1e-6 (EfficientNet's default, 10% of
+    each layer's output std in its four epsilon stages) absorbs relevance by design, never adds
+    any, and keeps its sign (on these random models it keeps 28-29% of the logit; 1% of the std
+    in two stages, the default before, kept 80-100%)."""
     from lesionlens.explain.fast_lrp import fast_lrp_relevance
     from lesionlens.explain.lrp import composite_for
     from lesionlens.training.models import spec_of_model
@@ -85,7 +87,7 @@ def test_relevance_is_conserved_with_biases_zeroed(arch, engine, recipe):
     if chosen != rules_only:
         stabilised, _ = totals_and_logits(chosen)
         share = stabilised / explained
-        assert (share > 0.8).all() and (share < 1.0).all(), share
+        assert (share > 0.2).all() and (share < 1.0).all(), share
 
 
 @pytest.mark.parametrize("arch", ["resnet50", "attention_resnet50"])

@@ -153,7 +153,9 @@ def test_fast_crp_equals_zennit_crp(random_runs, arch):
         scale = b.abs().amax(1, keepdim=True)  # cosine_similarity clamps norms below 1e-8
         a = torch.stack([c.heatmap for c in ours]).flatten(1)
         assert cosine(a / scale, b / scale).min() >= 0.9999
-        assert torch.allclose(a.sum(1), b.sum(1), rtol=1e-3, atol=1e-6 * float(b.abs().max()))
+        # totals to 0.1% of the largest concept's: a small concept's total is a sum that cancels
+        # (EfficientNet's stabilised epsilon stages: 0.14% apart on a total 30x below the largest)
+        assert torch.allclose(a.sum(1), b.sum(1), rtol=1e-3, atol=1e-3 * float(b.sum(1).abs().max()))
 
 
 def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path):
