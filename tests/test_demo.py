@@ -116,7 +116,7 @@ def test_a_real_browser_uploads_explains_and_sees_the_heatmap(demo, synth_small,
     it. The README's screenshot is made by the same code (demo_browser.py's __main__)."""
     import os
 
-    from demo_browser import chromium_path, upload_and_explain
+    from demo_browser import chromium_path, concept_gallery, upload_and_explain
 
     if chromium_path() is None:
         if os.environ.get("LESIONLENS_REQUIRE_BROWSER"):
@@ -126,3 +126,10 @@ def test_a_real_browser_uploads_explains_and_sees_the_heatmap(demo, synth_small,
     shot = tmp_path / "demo.png"
     assert upload_and_explain(demo[0], image, shot) >= 384
     assert shot.stat().st_size > 10_000
+    # the concept gallery shows each figure whole (title, colour bar and its words), not a crop,
+    # and wide enough to read: a thumbnail's default "cover" cut them
+    figures = concept_gallery(demo[0], image, tmp_path / "concepts.png")
+    assert len(figures) >= 4, figures
+    for figure in figures:
+        assert figure["fit"] == "contain", figure
+        assert figure["shown"][0] >= 0.6 * min(figure["natural"][0], 700), figure

@@ -232,7 +232,10 @@ def build_demo(parts: DemoParts):
             heatmap = gr.Image(label="Explanation", show_label=False, type="numpy", interactive=False,
                                elem_id="heatmap")
             note = gr.Markdown()
-            gallery = gr.Gallery(label="CRP concepts: what the model used, and where", columns=2, height="auto")
+            # one figure per row, each whole (a thumbnail's default "cover" crops the figure's title,
+            # its colour bar and what the bar says): at the page's width the text stays readable
+            gallery = gr.Gallery(label="CRP concepts: what the model used, and where", columns=1, height="auto",
+                                 object_fit="contain", elem_id="concepts")
 
             def predict(path):
                 probabilities, text = predict_image(parts, path)
