@@ -123,6 +123,9 @@ def _cmd_predict(args) -> int:
 def _cmd_explain(args) -> int:
     from .explain.files import explain_file
 
+    if args.concept_choice and args.method not in ("crp", "attention_crp"):
+        raise UsageError(f"--concept-choice applies to crp and attention_crp, not --method {args.method}")
+
     png, summary = explain_file(Path(args.run), Path(args.image), args.method, args.target,
                                 Path(args.out) if args.out else None, args.concepts, args.concept_choice)
     print(f"{args.method} heatmap for class {summary['target_label']!r} (predicted {summary['prediction']['label']!r}): "

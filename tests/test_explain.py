@@ -171,6 +171,10 @@ def test_cli_explain_writes_overlay_and_json(trained_run, synth_small, tmp_path)
     assert all((tmp_path / c["heatmap_png"]).exists() for c in data["concepts"])
     result = run_cli("explain", str(trained_run), str(image), "--method", "attention")
     assert result.returncode == 2 and "attention_resnet50" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("explain", str(trained_run), str(image), "--concept-choice", "distinct")  # lrp
+    assert result.returncode == 2 and "--concept-choice applies to crp" in result.stderr
+    result = run_cli("explain", str(trained_run), str(image), "--method", "crp", "--concept-choice", "best")
+    assert result.returncode == 2 and "invalid choice: 'best'" in result.stderr
 
 
 def test_main_jobs_flagged_case_script_explains_only_flagged_rows_for_the_flagged_class(trained_run, synth_small,
