@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -29,63 +30,59 @@ def _predict(page, url: str, image: Path) -> None:
     page.get_by_text("Explained class:").or_(page.get_by_text("Not flagged: press")).first.wait_for(timeout=180_000)
 
 
-def _browser(p):
-    return p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+@contextmanager
+def _predicted_page(url: str, image: Path, width: int):
+    """A browser page on the demo with `image` uploaded and predicted; the browser closes after."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 1000})
+            _predict(page, url, image)
+            yield page
+        finally:
+            browser.close()
 
 
 def upload_and_explain(url: str, image: Path, screenshot: Path, width: int = 1100) -> int:
     """Returns the heatmap's natural width in pixels (0 if it never appeared: Playwright raises)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = _browser(p)
+    with _predicted_page(url, image, width) as page:
+        page.locator("#explain").click()
+        # while an event runs Gradio puts a progress text on its outputs: wait for it to come
+        # and go (a fast answer may have come and gone already)
+        pending = page.locator("#heatmap .progress-text")
         try:
-            page = browser.new_page(viewport={"width": width, "height": 1000})
-            _predict(page, url, image)
-            page.locator("#explain").click()
-            # while an event runs Gradio puts a progress text on its outputs: wait for it to come
-            # and go (a fast answer may have come and gone already)
-            pending = page.locator("#heatmap .progress-text")
-            try:
-                pending.first.wait_for(state="attached", timeout=5_000)
-            except PlaywrightTimeout:
-                pass
-            pending.first.wait_for(state="detached", timeout=180_000)
-            page.wait_for_timeout(1000)
-            heatmap = page.locator("#heatmap img").first
-            heatmap.wait_for(timeout=60_000)
-            natural_width = heatmap.evaluate("img => img.naturalWidth")
-            page.screenshot(path=str(screenshot), full_page=True)
-            return natural_width
-        finally:
-            browser.close()
+            pending.first.wait_for(state="attached", timeout=5_000)
+        except PlaywrightTimeout:
+            pass
+        pending.first.wait_for(state="detached", timeout=180_000)
+        page.wait_for_timeout(1000)
+        heatmap = page.locator("#heatmap img").first
+        heatmap.wait_for(timeout=60_000)
+        natural_width = heatmap.evaluate("img => img.naturalWidth")
+        page.screenshot(path=str(screenshot), full_page=True)
+        return natural_width
 
 
 def concept_gallery(url: str, image: Path, screenshot: Path, method: str = "CRP concepts",
                     width: int = 1100) -> list[dict]:
     """Explain with `method` (its label in the dropdown) and return, per figure of the concept
     gallery, how the page fits it into its box (CSS object-fit) and its natural and shown sizes."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = _browser(p)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": 1000})
-            _predict(page, url, image)
-            page.get_by_label("Explanation method").click()
-            page.get_by_role("option", name=method).click()
-            page.locator("#explain").click()
-            page.get_by_text("Concepts shown:").first.wait_for(timeout=180_000)
-            figures = page.locator("#concepts img")
-            figures.first.wait_for(timeout=60_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(screenshot), full_page=True)
-            return figures.evaluate_all(
-                "imgs => imgs.map(img => ({fit: getComputedStyle(img).objectFit, natural: [img.naturalWidth,"
-                " img.naturalHeight], shown: [img.clientWidth, img.clientHeight]}))")
-        finally:
-            browser.close()
+    with _predicted_page(url, image, width) as page:
+        page.get_by_label("Explanation method").click()
+        page.get_by_role("option", name=method).click()
+        page.locator("#explain").click()
+        page.get_by_text("Concepts shown:").first.wait_for(timeout=180_000)
+        figures = page.locator("#concepts img")
+        figures.first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(screenshot), full_page=True)
+        return figures.evaluate_all(
+            "imgs => imgs.map(img => ({fit: getComputedStyle(img).objectFit, natural: [img.naturalWidth,"
+            " img.naturalHeight], shown: [img.clientWidth, img.clientHeight]}))")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ POOL = 64  # candidates for "distinct": the channels with the largest |share|
 
 def check_choice(choice: str) -> str:
     if choice not in CHOICES:
-        raise ValueError(f"unknown concept choice {choice!r}; use one of {list(CHOICES)}")
+        from ..errors import ExplainError  # torch-free
+
+        raise ExplainError(f"unknown concept choice {choice!r}; use one of {list(CHOICES)}")
     return choice
 
 

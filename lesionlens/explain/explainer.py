@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import ExplainError
-from .concept_choice import CHOICES
+from .concept_choice import check_choice
 from .input_grid import stem_stride
 from .methods import LRP_METHODS, METHODS
 from .rules import get_recipe
@@ -82,7 +82,7 @@ class Explainer:
         if method in ("crp", "attention_crp"):
             self.channels = self._layer_channels(self.layer)
             self.concepts = self.check_concepts(DEFAULT_CONCEPTS if concepts is None else concepts)
-            self.concept_choice = self.check_concept_choice(concept_choice or self.spec.concept_choice)
+            self.concept_choice = check_choice(concept_choice or self.spec.concept_choice)
         self._restore = None
         self._share = share
         if share is None:
@@ -146,12 +146,6 @@ class Explainer:
                                f"(the channels of {self.layer}), got {concepts!r}")
         return int(concepts)
 
-    @staticmethod
-    def check_concept_choice(choice) -> str:
-        if choice not in CHOICES:
-            raise ExplainError(f"unknown concept choice {choice!r}; use one of {list(CHOICES)}")
-        return choice
-
     # ---- work ------------------------------------------------------------------------------
     def explain(self, images, targets: Optional[Sequence[Optional[int]]] = None, *,
                 concepts: Optional[int] = None, concept_choice: Optional[str] = None) -> list:
@@ -209,7 +203,7 @@ class Explainer:
             return run(self.model, x, targets, engine=self.engine)
         if self.method in ("crp", "attention_crp"):
             count = self.concepts if concepts is None else self.check_concepts(concepts)
-            choice = self.concept_choice if concept_choice is None else self.check_concept_choice(concept_choice)
+            choice = self.concept_choice if concept_choice is None else check_choice(concept_choice)
             extra = {"module": self.spec.attention} if self.method == "attention_crp" else {}
             return run(self.model, x, targets, engine=self.engine, concepts=count, layer=self.layer, choice=choice,
                        **extra)
