@@ -1,6 +1,7 @@
 """LRP cost against a plain gradient, per architecture, same model and inputs, one process.
 
     .venv/bin/python benchmarks/explain.py [--arch ...] [--size 224] [--batch 32] [--iters 5] [--device cpu|cuda]
+                                           [--compare RECIPE ...]
 
 Prints, at batch 1 (latency) and per image at --batch:
   gradient (input only)      torch.autograd.grad of the target logits w.r.t. the input
@@ -15,8 +16,10 @@ Prints, at batch 1 (latency) and per image at --batch:
   CRP fast / zennit-crp      conditional heatmaps of the top --concepts channels (batch 1 only):
                              fast_crp.py's batched pass vs zennit-crp's CondAttribution
 with LRP's ratio to both gradients, and the headline ratio (fast LRP / full gradient) once more
-from interleaved pairs, which the machine's drifting load disturbs far less. Random weights
-(values do not change the speed).
+from interleaved pairs, which the machine's drifting load disturbs far less; `--compare` adds
+that ratio for other recipes (e.g. `epsilon_shared+bias=share_input`) against the same full
+gradient, so a candidate's cost is read beside the default's. Random weights (values do not
+change the speed).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import torch
 from timing import interleaved_ratio, median_ms
 
 
-def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, concepts: int) -> None:
+def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, concepts: int,
+          compare: tuple[str, ...] = ()) -> None:
     import copy
 
     from zennit.rules import ZPlus
@@ -55,10 +59,12 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
     default_composite(prepared).register(prepared)
     fast_context = fast_lrp(copy.deepcopy(model))
     fast = fast_context.__enter__()
+    candidates = {recipe: fast_lrp(copy.deepcopy(model), recipe) for recipe in compare}
+    candidate_models = {recipe: context.__enter__() for recipe, context in candidates.items()}
     RecipeComposite(stock, get_recipe(spec_of_model(stock).composite), canonizers_for(stock), zplus=ZPlus,
                     hook_relus=True).register(stock)
     rows: dict[tuple[str, int], float] = {}
-    paired: dict[int, float] = {}
+    paired: dict = {}  # batch, or (compared recipe, batch): ratio
     # zennit keeps every hooked layer's input for the backward pass: at 224 px a batch of 32
     # needs several GB per variant (the stock rules ~20 GB on ResNet50), so stock is timed at
     # batch 1 only and memory is released between variants.
@@ -82,6 +88,9 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
         # the goal's number, measured pairwise (LRP and the full gradient alternating)
         _, _, paired[b] = interleaved_ratio(lambda: prepared_relevance(fast, x, target), grad_all,
                                             max(3, n), sync)
+        for recipe, held in candidate_models.items():
+            _, _, paired[(recipe, b)] = interleaved_ratio(lambda: prepared_relevance(held, x, target), grad_all,
+                                                          max(3, n), sync)
         rows[("LRP fast (per call)", b)] = median_ms(lambda: fast_lrp_relevance(model, x, target), n, sync)
         gc.collect()
         rows[("LRP zennit (prepared)", b)] = median_ms(lambda: prepared_relevance(prepared, x, target), n, sync)
@@ -115,6 +124,8 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
                                                            q.heatmap.flatten() / q.heatmap.abs().max(), 0).item()
                      for p, q in zip(crp_fast.concepts, crp_ref.concepts) if q.heatmap.abs().max() > 0)
     fast_context.__exit__(None, None, None)
+    for context in candidates.values():
+        context.__exit__(None, None, None)
     for explainer in (lrp_explainer, crp_fast_explainer, crp_zennit_explainer):
         explainer.close()
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -128,6 +139,9 @@ def bench(arch: str, size: int, batch: int, iters: int, device: torch.device, co
             print(f"  batch {b:3d}  {label:30s} {per}   x{ms / g_in:4.2f} input-gradient   x{ms / g_all:4.2f} full gradient")
     for b in (1, batch):
         print(f"  batch {b:3d}  LRP fast (prepared) / full gradient, interleaved pairs: x{paired[b]:4.2f}")
+        for recipe in compare:
+            print(f"  batch {b:3d}  LRP fast (prepared), {recipe} / full gradient, interleaved pairs: "
+                  f"x{paired[(recipe, b)]:4.2f}")
     print(f"  heatmap cosine, fast engine vs straightforward zennit: {cosine:.6f}")
     print(f"  CRP fast vs zennit-crp: same channels {same_channels}, min conditional-heatmap cosine {crp_cosine:.6f}")
 
@@ -140,9 +154,10 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--concepts", type=int, default=32)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--compare", nargs="*", default=[], help="other LRP recipes timed against the same gradient")
     args = parser.parse_args()
     for arch in args.arch:
-        bench(arch, args.size, args.batch, args.iters, torch.device(args.device), args.concepts)
+        bench(arch, args.size, args.batch, args.iters, torch.device(args.device), args.concepts, tuple(args.compare))
 
 
 if __name__ == "__main__":

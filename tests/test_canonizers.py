@@ -106,7 +106,7 @@ def test_shared_bias_rules_conserve_with_the_biases_in_place(arch):
     x = _inputs()
     targets = torch.tensor([0, 1])
     for recipe in ("epsilon_shared", "layered_shared", "epsilon_shared+first=zbox+maxpool=proportional",
-                   "epsilon_shared+first=wsquare+maxpool=proportional"):
+                   "epsilon_shared+first=wsquare+maxpool=proportional", "epsilon_shared+bias=share_input"):
         logits, relevance = fast_lrp_relevance(model, x, targets, recipe)
         explained = logits[torch.arange(2), targets]
         assert torch.allclose(relevance.sum((1, 2, 3)), explained, rtol=1e-3, atol=0), recipe
@@ -178,8 +178,10 @@ def _fast_recipe_cases():
     for modified in ("epsilon_shared+first=wsquare+maxpool=proportional", "epsilon_shared+first=zbox",
                      "epsilon_shared+first=epsilon+maxpool=proportional"):
         cases.append(("resnet50", modified))
+    # (share_input on EfficientNet: its depthwise convolutions take the grouped path)
     for modified in ("zplus_epsilon2_shared+first=zbox", "zplus_epsilon2_shared+first=wsquare",
-                     "zplus_epsilon2_shared+epsilon=0.1", "zplus_epsilon2_shared+epsilon_std=0.1"):
+                     "zplus_epsilon2_shared+epsilon=0.1", "zplus_epsilon2_shared+epsilon_std=0.1",
+                     "zplus_epsilon4_shared_input+epsilon_std=0.1"):
         cases.append(("efficientnet_b0_relu", modified))
     return cases
 
@@ -271,12 +273,14 @@ def test_recipe_modifiers_choose_the_input_rule_and_the_max_pool_and_refuse_the_
     stabilised = get_recipe("zplus_epsilon2_shared+epsilon=0.1+epsilon_std=0.02")
     assert (stabilised.epsilon, stabilised.epsilon_std) == (0.1, 0.02)
     assert get_recipe("zplus_epsilon2_shared").epsilon == 1e-6 and get_recipe("zplus_epsilon2_shared").epsilon_std == 0
+    assert get_recipe("epsilon_shared+bias=share_input").bias == "share_input"
     rules = assign_rules(_model("efficientnet_b0_relu"), stabilised).values()
     assert {(rule.epsilon, rule.epsilon_std) for rule in rules} == {(0.1, 0.02)}
     for bad in ("epsilon_shared+first=nope", "epsilon_shared+lower=zbox", "epsilon_shared+maxpool=avg", "nope+first=zbox",
                 "epsilon_shared+epsilon=0", "epsilon_shared+epsilon=-1", "epsilon_shared+epsilon=nan",
                 "epsilon_shared+epsilon=x", "epsilon_shared+epsilon_std=-0.1", "epsilon_shared+epsilon_std=inf",
-                "epsilon+epsilon_std=0.1"):  # (a relative stabiliser needs shared biases)
+                "epsilon+epsilon_std=0.1", "epsilon_shared+bias=ignore+epsilon_std=0.1",  # (it needs shared biases)
+                "epsilon_shared+bias=nope"):
         with pytest.raises(ExplainError):
             get_recipe(bad)
     with pytest.raises(ValueError, match="input layer only"):
@@ -322,3 +326,36 @@ def test_the_relative_stabiliser_follows_each_image_and_only_convolutions():
     assert torch.allclose(both[1:], alone, rtol=1e-3, atol=1e-4 * float(alone.abs().max()))
     _, unstabilised = fast_lrp_relevance(model, x, targets, "zplus_epsilon2_shared")
     assert not torch.allclose(both, unstabilised, rtol=1e-2, atol=0)  # the stabiliser does act
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+def test_bias_shared_by_input_against_its_formula(nonnegative):
+    """bias "share_input", written out per receptive field (unfold) on one strided, padded
+    convolution: R_i = x_i sum_j w_ij s_j + |x_i| sum_j b_j s_j / sum_{i' in RF(j)} |x_i'|, with
+    s_j = R_j / z_j, summed over the windows that hold i. The fast engine takes a shortcut
+    (channel sums and one-channel convolutions); both input signs take their own path."""
+    from lesionlens.explain.fast_lrp import _ModifiedConv
+    from lesionlens.explain.rules import Rule
+
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1)
+    conv.bias.data.uniform_(-1, 1)
+    conv._lrp_rule = Rule("epsilon", bias="share_input")
+    x = torch.randn(2, 4, 9, 9)
+    x = (x.abs() if nonnegative else x).requires_grad_()
+    out = _ModifiedConv.apply(x, conv)
+    relevance = torch.randn_like(out)
+    (fast,) = torch.autograd.grad(out, x, relevance)
+
+    cols = torch.nn.functional.unfold(x.detach(), 3, padding=1, stride=2)  # (B, C*9, L)
+    z = out.detach().flatten(2)  # (B, 6, L)
+    s = relevance.flatten(2) / (z + 1e-6 * torch.where(z >= 0, 1.0, -1.0))  # (zennit's stabilize)
+    weight = conv.weight.detach().flatten(1)  # (6, C*9)
+    by_weight = cols * torch.einsum("ji,bjl->bil", weight, s)
+    by_input = cols.abs() * (conv.bias.detach().view(1, -1, 1) * s).sum(1, keepdim=True) / (
+        cols.abs().sum(1, keepdim=True) + 1e-6)
+    expected = torch.nn.functional.fold(by_weight + by_input, (9, 9), 3, padding=1, stride=2)
+    assert torch.allclose(fast, expected, rtol=1e-4, atol=1e-5)
+    # conserving: every output's relevance reached the inputs
+    sign = torch.where(z >= 0, 1.0, -1.0)
+    assert torch.allclose(fast.sum(), (relevance.flatten(2) * z / (z + 1e-6 * sign)).sum(), rtol=1e-3)

@@ -69,7 +69,7 @@ def _pin_explanation_quality(run, heldout, arch):
     layer); the heatmap's total has the logit's sign (the rules conserve). On EfficientNet at
     this size (64 px: `blocks.6` is 2x2) no rule's map depends on the top stage and head beyond
     its noise floor, and every rule's concepts are copies (measured with the default
-    zplus_epsilon4_shared+epsilon_std=0.1: 0.985 against its floor 0.984; with epsilon 1e-6 alone
+    zplus_epsilon4_shared(_input)+epsilon_std=0.1: 0.985 against its floor 0.984; with epsilon 1e-6 alone
     0.75 against 0.54; EpsilonPlusFlat 1.00 against 1.00); what its default brings is stability:
     a map that noise does not move, and a total with the logit's sign. Measured at 96 px:
     docs/explanation-choice.md."""

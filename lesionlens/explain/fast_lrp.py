@@ -29,7 +29,7 @@ from zennit.layer import Sum
 from ..errors import ExplainError
 from .canonizers import ConstantAttentionPool, canonizers_for
 from .lrp import layer_epsilon
-from .rules import assign_rules, get_recipe
+from .rules import SHARED, assign_rules, get_recipe
 
 EPSILON = 1e-6  # zennit's default stabilizer
 
@@ -130,7 +130,7 @@ def _stabilized(z: torch.Tensor, epsilon) -> torch.Tensor:
 class _ModifiedConv(_ConvRule):
     """Epsilon (W' = W) and gamma (W' = W + gamma W+) in zennit's form: z = W'x + b',
     R_in = x * W'^T (R / stabilize(z, epsilon)); with bias "share" (lrp.SharedBias), plus
-    |x| * |W'|^T (b' R / z / (|W'| |x|))."""
+    |x| * |W'|^T (b' R / z / (|W'| |x|)); with "share_input", |W'| replaced by ones."""
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -139,7 +139,7 @@ class _ModifiedConv(_ConvRule):
         # epsilon with the bias kept (absorbed or shared): z is the forward's own output
         ctx.reuse = conv._lrp_rule.kind == "epsilon" and conv._lrp_rule.bias != "ignore"
         # behind a ReLU |x| = x: the shared bias's term then needs no |x| and folds into one product
-        ctx.nonnegative = conv._lrp_rule.bias == "share" and bool(x.min() >= 0)
+        ctx.nonnegative = conv._lrp_rule.bias in SHARED and bool(x.min() >= 0)
         ctx.save_for_backward(*((x, output) if ctx.reuse else (x,)))
 
     @staticmethod
@@ -151,6 +151,12 @@ class _ModifiedConv(_ConvRule):
         z = ctx.saved_tensors[1] if ctx.reuse else conv._conv_forward(x, weight, bias)
         s = relevance / _stabilized(z, layer_epsilon(z, rule.epsilon, rule.epsilon_std))
         back = conv2d_input(x.shape, weight, s, **args)
+        if rule.bias == "share_input" and bias is not None:
+            x_abs = x if ctx.nonnegative else x.abs()
+            shared = _shared_by_input(conv, x_abs, s * bias.view(1, -1, 1, 1), rule.epsilon)
+            if ctx.nonnegative:
+                return back.add_(shared).mul_(x), None
+            return back.mul_(x).add_(shared * x_abs), None  # (shared may be one channel: no in-place)
         if rule.bias == "share" and bias is not None:
             x_abs = x if ctx.nonnegative else x.abs()
             # |W'||x| >= 0, so stabilize() is + epsilon
@@ -160,6 +166,23 @@ class _ModifiedConv(_ConvRule):
                 return back.add_(shared).mul_(x), None
             return back.mul_(x).add_(shared.mul_(x_abs)), None  # (addcmul_ has no vmap batching rule)
         return back.mul_(x), None
+
+
+def _shared_by_input(conv: nn.Conv2d, x_abs: torch.Tensor, bias_relevance: torch.Tensor, epsilon) -> torch.Tensor:
+    """sum_j [i in RF(j)] bias_relevance_j / sum_{i' in RF(j)} |x_i'| (bias "share_input"; the
+    caller multiplies by |x_i|): lrp.SharedBias(by_input=True) with a ones kernel. Without groups
+    every output channel sees the same inputs, so the denominator is one single-channel
+    convolution of the channel-summed |x| and the bias terms are summed over channels first:
+    two single-channel passes instead of |W'||x| and its transposed convolution."""
+    args = _conv_args(conv)
+    if conv.groups != 1:
+        ones = torch.ones_like(conv.weight)
+        d = conv._conv_forward(x_abs, ones, None).add_(epsilon)
+        return conv2d_input(x_abs.shape, ones, bias_relevance.div_(d), **args)
+    ones = conv.weight.new_ones(1, 1, *conv.weight.shape[2:])
+    d = nn.functional.conv2d(x_abs.sum(1, keepdim=True), ones, None, **{k: v for k, v in args.items() if k != "groups"})
+    per_unit = bias_relevance.sum(1, keepdim=True).div_(d.add_(epsilon))
+    return conv2d_input((x_abs.shape[0], 1, *x_abs.shape[2:]), ones, per_unit, **args)
 
 
 class _FlatConv(_ConvRule):
@@ -242,6 +265,9 @@ class _EpsilonLinear(_Rule):
             y = y - linear.bias
         s = relevance / stabilize(y, rule.epsilon)
         out = x * (s @ linear.weight)
+        if rule.bias == "share_input" and linear.bias is not None:
+            d = x.abs().sum(-1, keepdim=True)
+            out = out + x.abs() * ((s * linear.bias).sum(-1, keepdim=True) / stabilize(d, rule.epsilon))
         if rule.bias == "share" and linear.bias is not None:
             weight_abs = linear.weight.abs()
             d = x.abs() @ weight_abs.T

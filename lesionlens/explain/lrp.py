@@ -20,7 +20,7 @@ from zennit.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, WSquare, ZBox, Z
 from zennit.types import AvgPool
 
 from .canonizers import ConstantAttentionPool, canonizers_for
-from .rules import Recipe, Rule, assign_rules, get_recipe
+from .rules import SHARED, Recipe, Rule, assign_rules, get_recipe
 from .targets import resolve_targets, start_relevance
 
 
@@ -65,10 +65,14 @@ class SharedBias(BasicHook):
     s_j = R_j / z_j:  R_i = x_i sum_j w'_ij s_j + |x_i| sum_j |w'_ij| b'_j s_j / sum_i |x_i w'_ij|.
     The inputs receive all of R_j (conservation) and the denominator is the layer's own output,
     so no division by a bias-free sum that can be near zero. Three evaluations of the layer:
-    (W', b'), (W', 0) for the bias b' = z - W'x, and (|W'|, 0) on |x|."""
+    (W', b'), (W', 0) for the bias b' = z - W'x, and (|W'|, 0) on |x|.
 
-    def __init__(self, gamma: float = 0.0, epsilon: float = 1e-6, epsilon_std: float = 0.0):
-        self.gamma, self.epsilon, self.epsilon_std = gamma, epsilon, epsilon_std
+    `by_input` (Rule.bias == "share_input"): in proportion to |x_i| alone, the weights replaced
+    by ones in the third evaluation (every input of a unit's receptive field counts, whatever
+    its weight). Why offered: the fast engine then needs no |W'||x| convolution per layer."""
+
+    def __init__(self, gamma: float = 0.0, epsilon: float = 1e-6, epsilon_std: float = 0.0, by_input: bool = False):
+        self.gamma, self.epsilon, self.epsilon_std, self.by_input = gamma, epsilon, epsilon_std, by_input
 
         def modified(param, _name):
             return param + gamma * param.clamp(min=0)
@@ -83,13 +87,13 @@ class SharedBias(BasicHook):
 
         super().__init__(
             input_modifiers=[lambda x: x, lambda x: x, lambda x: x.abs()],
-            param_modifiers=[modified, no_bias(lambda p: p), no_bias(torch.abs)],
+            param_modifiers=[modified, no_bias(lambda p: p), no_bias(torch.ones_like if by_input else torch.abs)],
             output_modifiers=[lambda output: output] * 3,
             gradient_mapper=mapper,
             reducer=lambda inputs, gradients: inputs[0] * gradients[0] + inputs[2] * gradients[2])
 
     def copy(self):
-        return SharedBias(self.gamma, self.epsilon, self.epsilon_std)
+        return SharedBias(self.gamma, self.epsilon, self.epsilon_std, self.by_input)
 
 
 def layer_epsilon(z: torch.Tensor, epsilon: float, epsilon_std: float):
@@ -138,8 +142,9 @@ def _zbox(rule: Rule) -> ZBox:
 
 def zennit_rule(rule: Rule, zplus=ZPlusNonNegative) -> BasicHook:
     """The zennit hook for one of our rules (rules.RULE_KINDS)."""
-    if rule.bias == "share" and rule.kind in ("epsilon", "gamma"):
-        return SharedBias(rule.gamma if rule.kind == "gamma" else 0.0, rule.epsilon, rule.epsilon_std)
+    if rule.bias in SHARED and rule.kind in ("epsilon", "gamma"):
+        return SharedBias(rule.gamma if rule.kind == "gamma" else 0.0, rule.epsilon, rule.epsilon_std,
+                          by_input=rule.bias == "share_input")
     hook = {"flat": lambda: Flat(),
             "zplus": zplus,
             "epsilon": lambda: Epsilon(epsilon=rule.epsilon),
@@ -148,7 +153,7 @@ def zennit_rule(rule: Rule, zplus=ZPlusNonNegative) -> BasicHook:
             # zennit's w^2 squares the bias too; ours reads it as 0, as flat does (conserving)
             "wsquare": lambda: _without_bias(WSquare()),
             "zbox": lambda: _zbox(rule)}[rule.kind]()
-    # z+ and alpha-beta with "share": their bias-free sums are >= 0 (no instability), so the
+    # z+ and alpha-beta with a shared bias: their bias-free sums are >= 0 (no instability), so the
     # bias is read as 0 (its relevance goes to the inputs in proportion to their positive part);
     # flat and w^2 never see a bias, and z-box's cancels (b - b+ - b- = 0)
     return hook if rule.bias == "absorb" or rule.kind in ("flat", "wsquare", "zbox") else _without_bias(hook)

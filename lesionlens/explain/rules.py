@@ -41,7 +41,9 @@ class Rule:
     # what happens to the share of relevance a bias takes: "absorb" (zennit's rules: it is lost),
     # "ignore" (the rule reads the bias as 0; exact conservation, but unstable where the
     # bias-free sum is near 0), "share" (the bias's part goes back to the inputs in proportion
-    # to their |contribution|: conserved, and the denominator stays the layer's real output)
+    # to their |contribution|: conserved, and the denominator stays the layer's real output),
+    # "share_input" (as "share", in proportion to each input's |value| alone: conserved too, and
+    # it needs no |W||x| convolution, the rule's one extra convolution per layer)
     bias: str = "absorb"
     gamma: float = 0.25
     epsilon: float = 1e-6
@@ -80,7 +82,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {}
 
 
-BIAS_MODES = ("absorb", "ignore", "share")
+BIAS_MODES = ("absorb", "ignore", "share", "share_input")
+SHARED = ("share", "share_input")  # the bias modes that give a bias's relevance back to the inputs
 
 
 def _check(recipe: Recipe) -> Recipe:
@@ -94,8 +97,8 @@ def _check(recipe: Recipe) -> Recipe:
             raise ValueError(f"recipe {recipe.name}: {kind} is a rule for the input layer only")
     if recipe.maxpool not in MAXPOOL_MODES:
         raise ValueError(f"recipe {recipe.name}: maxpool must be one of {MAXPOOL_MODES}")
-    if recipe.epsilon_std and recipe.bias != "share":
-        raise ValueError(f"recipe {recipe.name}: epsilon_std needs shared biases (bias='share')")
+    if recipe.epsilon_std and recipe.bias not in SHARED:
+        raise ValueError(f"recipe {recipe.name}: epsilon_std needs shared biases (bias={' or '.join(SHARED)})")
     return recipe
 
 
@@ -127,16 +130,20 @@ _add(Recipe("layered_shared", "as layered, each bias's relevance shared back to 
 _add(Recipe("layered3_shared", "as layered3, biases shared", lower="gamma", upper="epsilon", upper_stages=3,
             bias="share"))
 _add(Recipe("epsilon_shared", "epsilon everywhere, biases shared", lower="epsilon", upper="epsilon", bias="share"))
+_add(Recipe("epsilon_shared_input", "as epsilon_shared, each bias's relevance shared in proportion to the inputs' "
+            "|values| alone (no |W||x| convolution)", lower="epsilon", upper="epsilon", bias="share_input"))
 _add(Recipe("zplus_epsilon2_shared", "epsilon in the top two feature stages and the head, z+ below (its "
             "bias-free sums are >= 0: stable), flat input; biases shared", upper="epsilon", upper_stages=2,
             bias="share"))
 _add(Recipe("zplus_epsilon4_shared", "as zplus_epsilon2_shared with epsilon in the top four feature stages",
             upper="epsilon", upper_stages=4, bias="share"))
+_add(Recipe("zplus_epsilon4_shared_input", "as zplus_epsilon4_shared, biases shared in proportion to the inputs' "
+            "|values| alone (no |W||x| convolution)", upper="epsilon", upper_stages=4, bias="share_input"))
 _add(Recipe("layered_dw_epsilon_shared", "layered_shared with epsilon on depthwise convolutions",
             lower="gamma", upper="epsilon", upper_stages=2, depthwise="epsilon", bias="share"))
 
 
-MODIFIERS = {"first": RULE_KINDS, "maxpool": MAXPOOL_MODES}
+MODIFIERS = {"first": RULE_KINDS, "maxpool": MAXPOOL_MODES, "bias": BIAS_MODES}
 
 
 def _number(value: str, name: str, key: str, zero: bool) -> float:
@@ -150,7 +157,8 @@ def _number(value: str, name: str, key: str, zero: bool) -> float:
 
 
 def get_recipe(name: str) -> Recipe:
-    """A named recipe, optionally modified: `epsilon_shared+first=zbox+maxpool=proportional`;
+    """A named recipe, optionally modified: `epsilon_shared+first=zbox+maxpool=proportional`,
+    `+bias=share_input` (Rule.bias);
     `+epsilon=0.1` sets the epsilon and shared-bias rules' stabiliser, `+epsilon_std=0.01` adds to
     it that share of each image's layer-output std (Rule.epsilon_std; explain-eval measures both)."""
     base, *modifiers = name.split("+")
@@ -166,7 +174,8 @@ def get_recipe(name: str) -> Recipe:
             continue
         if key not in MODIFIERS or value not in MODIFIERS[key]:
             raise ExplainError(f"LRP composite {name!r}: a modifier is first=RULE ({', '.join(RULE_KINDS)}), "
-                               f"maxpool=MODE ({', '.join(MAXPOOL_MODES)}), epsilon=NUMBER > 0 or "
+                               f"maxpool=MODE ({', '.join(MAXPOOL_MODES)}), bias=MODE ({', '.join(BIAS_MODES)}), "
+                               f"epsilon=NUMBER > 0 or "
                                f"epsilon_std=NUMBER >= 0, got {modifier!r}")
         changes[key] = value
     if not changes:
