@@ -3,7 +3,9 @@ an image, click Predict and wait for the status, click Explain, wait for the hea
 screenshot; or explain with CRP and read how the concept gallery shows its figures. Used by
 tests/test_demo.py, and to make the README's screenshot from any exported run:
 
-    .venv/bin/python tests/demo_browser.py MODEL.onnx RUN IMAGE docs/img/demo.png
+    .venv/bin/python tests/demo_browser.py MODEL.onnx RUN IMAGE docs/img/demo.png [--crp]
+
+(--crp: explained with CRP, so the screenshot shows the concept gallery.)
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ if __name__ == "__main__":
         port = s.getsockname()[1]
     app = launch(model, run, port=port, device="cpu", block=False)
     try:
-        print("heatmap width", upload_and_explain(f"http://127.0.0.1:{port}/", image, out))
+        if "--crp" in sys.argv[5:]:
+            print("concept figures", concept_gallery(f"http://127.0.0.1:{port}/", image, out))
+        else:
+            print("heatmap width", upload_and_explain(f"http://127.0.0.1:{port}/", image, out))
     finally:
         app.close()

@@ -180,8 +180,8 @@ register(ArchitectureSpec(
     # 0.66 (0.51), a map that depends on blocks.4-2 (0.87-0.73 after their randomisation, 0.98-0.90),
     # as stable (Max-Sensitivity 0.15 against 0.14) ("EfficientNet: epsilon in four stages").
     # Biases shared by the inputs' |values|, as on the ResNets: the same maps (every explain-eval
-    # measure within its CI, per-image cosine 1 - 7e-4), no |W||x| convolution (1.09x a full
-    # gradient, 1.25x with "share")
+    # measure within its CI, per-image cosine 1 - 7e-4), no |W||x| convolution (1.07x a full
+    # gradient, 1.26x with "share")
     composite="zplus_epsilon4_shared_input+epsilon_std=0.1",
     stages=("conv_stem+bn1",) + tuple(f"blocks.{i}" for i in range(7)) + ("conv_head+bn2+classifier",),
     description="timm EfficientNet-B0 with ReLU for SiLU (LRP's rules assume piecewise-linear activations)",
