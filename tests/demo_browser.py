@@ -72,7 +72,9 @@ def upload_and_explain(url: str, image: Path, screenshot: Path, width: int = 110
 def concept_gallery(url: str, image: Path, screenshot: Path, method: str = "CRP concepts",
                     width: int = 1100) -> list[dict]:
     """Explain with `method` (its label in the dropdown) and return, per figure of the concept
-    gallery, how the page fits it into its box (CSS object-fit) and its natural and shown sizes."""
+    gallery, how the page fits it into its box (CSS object-fit), its natural and shown sizes, and
+    the gallery's `hidden` height: how much of it lies beyond its own scroll box (0: the page
+    shows every figure; Gradio's default box is 550 px high)."""
     with _predicted_page(url, image, width) as page:
         page.get_by_label("Explanation method").click()
         page.get_by_role("option", name=method).click()
@@ -84,7 +86,8 @@ def concept_gallery(url: str, image: Path, screenshot: Path, method: str = "CRP 
         page.screenshot(path=str(screenshot), full_page=True)
         return figures.evaluate_all(
             "imgs => imgs.map(img => ({fit: getComputedStyle(img).objectFit, natural: [img.naturalWidth,"
-            " img.naturalHeight], shown: [img.clientWidth, img.clientHeight]}))")
+            " img.naturalHeight], shown: [img.clientWidth, img.clientHeight], hidden: (w =>"
+            " w.scrollHeight - w.clientHeight)(document.querySelector('#concepts .grid-wrap'))}))")
 
 
 if __name__ == "__main__":

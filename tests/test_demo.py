@@ -127,9 +127,14 @@ def test_a_real_browser_uploads_explains_and_sees_the_heatmap(demo, synth_small,
     assert upload_and_explain(demo[0], image, shot) >= 384
     assert shot.stat().st_size > 10_000
     # the concept gallery shows each figure whole (title, colour bar and its words), not a crop,
-    # and wide enough to read: a thumbnail's default "cover" cut them
+    # and wide enough to read: a thumbnail's default "cover" cut them; at its own shape, not in a
+    # square cell between grey bands; and all of them on the page, not in a 550-px box that
+    # never held one whole figure
     figures = concept_gallery(demo[0], image, tmp_path / "concepts.png")
     assert len(figures) >= 4, figures
     for figure in figures:
         assert figure["fit"] == "contain", figure
         assert figure["shown"][0] >= 0.6 * min(figure["natural"][0], 700), figure
+        (width, height), (shown_width, shown_height) = figure["natural"], figure["shown"]
+        assert abs(shown_height / shown_width - height / width) < 0.02, figure
+        assert figure["hidden"] <= 1, figure

@@ -321,6 +321,17 @@ def check_exposure(host: str, share: bool, auth: Optional[str], public: bool) ->
                          "--public to serve it without one")
 
 
+# Gradio's gallery cells are square and its grid scrolls inside a 550-px window (even with
+# height="auto"): a concept figure (wider than tall, 618 px high at the page's width) sat between
+# grey bands in a 940-px cell, and no figure was ever in view whole. Each cell takes its figure's
+# own height, and the gallery grows to hold them all (the page scrolls, not a box inside it);
+# the first figure's title starts below the gallery's label, which covered it.
+CONCEPT_GALLERY_CSS = ("#concepts .thumbnail-item { aspect-ratio: auto; height: auto; } "
+                       "#concepts .thumbnail-item img { height: auto; } "
+                       "#concepts .grid-wrap { max-height: none; height: auto; overflow: visible; } "
+                       "#concepts .grid-container { padding-top: 2.5rem; }")  # clear of the label
+
+
 def launch(model: Path, run: Path, *, sidecar: Optional[str] = None, token: Optional[str] = None,
            share: bool = False, auth: Optional[str] = None, host: str = "127.0.0.1", port: int = 7860,
            device: str = "auto", block: bool = True, public: bool = False, revised: Optional[Path] = None):
@@ -331,5 +342,5 @@ def launch(model: Path, run: Path, *, sidecar: Optional[str] = None, token: Opti
     demo.queue(default_concurrency_limit=PREDICT_CONCURRENCY)
     demo.launch(server_name=host, server_port=port, share=share, auth=parse_auth(auth), max_file_size=MAX_FILE_SIZE,
                 show_error=True, allowed_paths=[str(parts.examples_dir)], prevent_thread_lock=not block,
-                footer_links=[], quiet=not block)
+                footer_links=[], quiet=not block, css=CONCEPT_GALLERY_CSS)
     return demo
