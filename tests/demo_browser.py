@@ -74,7 +74,8 @@ def concept_gallery(url: str, image: Path, screenshot: Path, method: str = "CRP 
     """Explain with `method` (its label in the dropdown) and return, per figure of the concept
     gallery, how the page fits it into its box (CSS object-fit), its natural and shown sizes, and
     the gallery's `hidden` height: how much of it lies beyond its own scroll box (0: the page
-    shows every figure; Gradio's default box is 550 px high)."""
+    shows every figure; Gradio's default box is 550 px high), and how far its caption reaches up
+    over the figure (`caption_over`, px; None without a caption)."""
     with _predicted_page(url, image, width) as page:
         page.get_by_label("Explanation method").click()
         page.get_by_role("option", name=method).click()
@@ -87,7 +88,9 @@ def concept_gallery(url: str, image: Path, screenshot: Path, method: str = "CRP 
         return figures.evaluate_all(
             "imgs => imgs.map(img => ({fit: getComputedStyle(img).objectFit, natural: [img.naturalWidth,"
             " img.naturalHeight], shown: [img.clientWidth, img.clientHeight], hidden: (w =>"
-            " w.scrollHeight - w.clientHeight)(document.querySelector('#concepts .grid-wrap'))}))")
+            " w.scrollHeight - w.clientHeight)(document.querySelector('#concepts .grid-wrap')), caption_over: (c =>"
+            " c ? img.getBoundingClientRect().bottom - c.getBoundingClientRect().top : null)"
+            "(img.closest('button').querySelector('.caption-label'))}))")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,8 @@ def test_a_real_browser_uploads_explains_and_sees_the_heatmap(demo, synth_small,
     # the concept gallery shows each figure whole (title, colour bar and its words), not a crop,
     # and wide enough to read: a thumbnail's default "cover" cut them; at its own shape, not in a
     # square cell between grey bands; and all of them on the page, not in a 550-px box that
-    # never held one whole figure
+    # never held one whole figure; each caption below its figure (Gradio lays it over the figure's
+    # corner)
     figures = concept_gallery(demo[0], image, tmp_path / "concepts.png")
     assert len(figures) >= 4, figures
     for figure in figures:
@@ -138,3 +139,4 @@ def test_a_real_browser_uploads_explains_and_sees_the_heatmap(demo, synth_small,
         (width, height), (shown_width, shown_height) = figure["natural"], figure["shown"]
         assert abs(shown_height / shown_width - height / width) < 0.02, figure
         assert figure["hidden"] <= 1, figure
+        assert figure["caption_over"] is not None and figure["caption_over"] <= 1, figure  # below, not over it

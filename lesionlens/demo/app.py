@@ -145,8 +145,9 @@ def explain_image(parts: DemoParts, path: Optional[str], method: str, concepts: 
 
             share = concept.get("evidence_share")  # the one share the concept's card shows
             named = label(concept.get("name"))
+            side = "for" if share is not None and share >= 0 else "against"
             caption = (f"{concept['layer']} channel {concept['channel']}" + (f" ({named})" if named else "") + (
-                f": {100 * share:+.0f}% of the logit's size, evidence {'for' if share >= 0 else 'against'}"
+                f": {100 * share:+.0f}% of the logit's size, evidence {side} the explained class"
                 if share is not None else ""))
             gallery.append((_png_to_rgb(concept["overlay_png_base64"]), caption))
             if concept.get("reference_patches_png_base64"):
@@ -329,7 +330,10 @@ def check_exposure(host: str, share: bool, auth: Optional[str], public: bool) ->
 CONCEPT_GALLERY_CSS = ("#concepts .thumbnail-item { aspect-ratio: auto; height: auto; } "
                        "#concepts .thumbnail-item img { height: auto; } "
                        "#concepts .grid-wrap { max-height: none; height: auto; overflow: visible; } "
-                       "#concepts .grid-container { padding-top: 2.5rem; }")  # clear of the label
+                       "#concepts .grid-container { padding-top: 2.5rem; } "  # clear of the label
+                       # the caption (channel, name, share) below its figure, wrapped, not laid over
+                       # the figure's corner
+                       "#concepts .caption-label { position: static; max-width: none; white-space: normal; }")
 
 
 def launch(model: Path, run: Path, *, sidecar: Optional[str] = None, token: Optional[str] = None,
