@@ -326,7 +326,8 @@ def check_exposure(host: str, share: bool, auth: Optional[str], public: bool) ->
 # height="auto"): a concept figure (wider than tall, 618 px high at the page's width) sat between
 # grey bands in a 940-px cell, and no figure was ever in view whole. Each cell takes its figure's
 # own height, and the gallery grows to hold them all (the page scrolls, not a box inside it);
-# the first figure's title starts below the gallery's label, which covered it.
+# the first figure's title starts below the gallery's label, which covered it. The class names are
+# Gradio 6's; the browser test (tests/test_demo.py) fails if a Gradio update renames them.
 CONCEPT_GALLERY_CSS = ("#concepts .thumbnail-item { aspect-ratio: auto; height: auto; } "
                        "#concepts .thumbnail-item img { height: auto; } "
                        "#concepts .grid-wrap { max-height: none; height: auto; overflow: visible; } "

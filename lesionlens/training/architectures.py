@@ -135,8 +135,9 @@ register(ArchitectureSpec(
     concept_choice="distinct",
     canonizers=("timm_resnet",),
     # epsilon with biases shared by the inputs' |values| (not |x w|): the same maps as
-    # epsilon_shared (200 held-out images: every explain-eval measure equal to 0.003, per-image
-    # cosine 1 - 5e-6) without its |W||x| convolution per layer: 0.96x a full gradient, not 1.48x
+    # epsilon_shared (200 held-out images: every explain-eval measure within 0.004, per-image
+    # cosine 1 - 5e-6) without its |W||x| convolution per layer: 0.96x a full gradient, 1.31x
+    # with "share" in the same run (docs/explanation-choice.md, "Biases shared by the inputs' size")
     composite="epsilon_shared_input",
     stages=("conv1+bn1", "layer1", "layer2", "layer3", "layer4", "fc"),
     description="timm ResNet50",
