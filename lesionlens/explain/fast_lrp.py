@@ -151,34 +151,35 @@ class _ModifiedConv(_ConvRule):
         z = ctx.saved_tensors[1] if ctx.reuse else conv._conv_forward(x, weight, bias)
         s = relevance / _stabilized(z, layer_epsilon(z, rule.epsilon, rule.epsilon_std))
         back = conv2d_input(x.shape, weight, s, **args)
-        if rule.bias == "share_input" and bias is not None:
+        if rule.bias in SHARED and bias is not None:
             x_abs = x if ctx.nonnegative else x.abs()
-            shared = _shared_by_input(conv, x_abs, s * bias.view(1, -1, 1, 1), rule.epsilon)
+            bias_relevance = s * bias.view(1, -1, 1, 1)
+            shared = (_shared_by_input(conv, x_abs, bias_relevance, rule.epsilon) if rule.bias == "share_input"
+                      else _shared_by_kernel(conv, x_abs, weight_abs, bias_relevance, rule.epsilon))
             if ctx.nonnegative:
                 return back.add_(shared).mul_(x), None
-            return back.mul_(x).add_(shared * x_abs), None  # (shared may be one channel: no in-place)
-        if rule.bias == "share" and bias is not None:
-            x_abs = x if ctx.nonnegative else x.abs()
-            # |W'||x| >= 0, so stabilize() is + epsilon
-            d = conv._conv_forward(x_abs, weight_abs, None).add_(rule.epsilon)
-            shared = conv2d_input(x.shape, weight_abs, (s * bias.view(1, -1, 1, 1)).div_(d), **args)
-            if ctx.nonnegative:
-                return back.add_(shared).mul_(x), None
-            return back.mul_(x).add_(shared.mul_(x_abs)), None  # (addcmul_ has no vmap batching rule)
+            # (shared may be one channel, so not in place; addcmul_ has no vmap batching rule)
+            return back.mul_(x).add_(shared * x_abs), None
         return back.mul_(x), None
 
 
+def _shared_by_kernel(conv: nn.Conv2d, x_abs: torch.Tensor, kernel: torch.Tensor, bias_relevance: torch.Tensor,
+                      epsilon) -> torch.Tensor:
+    """sum_j k_ij bias_relevance_j / sum_i' k_i'j |x_i'| (the caller multiplies by |x_i|): a
+    bias's relevance shared in proportion to |x_i| k_ij, with k = |W'| (bias "share") or ones.
+    The denominator is >= 0, so zennit's stabilize() is + epsilon."""
+    d = conv._conv_forward(x_abs, kernel, None).add_(epsilon)
+    return conv2d_input(x_abs.shape, kernel, bias_relevance.div_(d), **_conv_args(conv))
+
+
 def _shared_by_input(conv: nn.Conv2d, x_abs: torch.Tensor, bias_relevance: torch.Tensor, epsilon) -> torch.Tensor:
-    """sum_j [i in RF(j)] bias_relevance_j / sum_{i' in RF(j)} |x_i'| (bias "share_input"; the
-    caller multiplies by |x_i|): lrp.SharedBias(by_input=True) with a ones kernel. Without groups
-    every output channel sees the same inputs, so the denominator is one single-channel
-    convolution of the channel-summed |x| and the bias terms are summed over channels first:
-    two single-channel passes instead of |W'||x| and its transposed convolution."""
-    args = _conv_args(conv)
+    """_shared_by_kernel with a ones kernel (bias "share_input"; lrp.SharedBias(by_input=True)).
+    Without groups every output channel sees the same inputs, so the denominator is one
+    single-channel convolution of the channel-summed |x| and the bias terms are summed over
+    channels first: two single-channel passes instead of a full convolution and its transpose."""
     if conv.groups != 1:
-        ones = torch.ones_like(conv.weight)
-        d = conv._conv_forward(x_abs, ones, None).add_(epsilon)
-        return conv2d_input(x_abs.shape, ones, bias_relevance.div_(d), **args)
+        return _shared_by_kernel(conv, x_abs, torch.ones_like(conv.weight), bias_relevance, epsilon)
+    args = _conv_args(conv)
     ones = conv.weight.new_ones(1, 1, *conv.weight.shape[2:])
     d = nn.functional.conv2d(x_abs.sum(1, keepdim=True), ones, None, **{k: v for k, v in args.items() if k != "groups"})
     per_unit = bias_relevance.sum(1, keepdim=True).div_(d.add_(epsilon))
