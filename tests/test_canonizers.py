@@ -328,34 +328,40 @@ def test_the_relative_stabiliser_follows_each_image_and_only_convolutions():
     assert not torch.allclose(both, unstabilised, rtol=1e-2, atol=0)  # the stabiliser does act
 
 
-@pytest.mark.parametrize("nonnegative", [False, True])
-def test_bias_shared_by_input_against_its_formula(nonnegative):
-    """bias "share_input", written out per receptive field (unfold) on one strided, padded
-    convolution: R_i = x_i sum_j w_ij s_j + |x_i| sum_j b_j s_j / sum_{i' in RF(j)} |x_i'|, with
+@pytest.mark.parametrize("nonnegative,dilation", [(False, 1), (True, 1), (False, 2)])
+def test_bias_shared_by_input_against_its_formula(nonnegative, dilation):
+    """bias "share_input", written out per receptive field (unfold) on one strided, padded (and
+    dilated) convolution: R_i = x_i sum_j w_ij s_j + |x_i| sum_j b_j s_j / sum_{i' in RF(j)} |x_i'|, with
     s_j = R_j / z_j, summed over the windows that hold i. The fast engine takes a shortcut
     (channel sums and one-channel convolutions); both input signs take their own path."""
     from lesionlens.explain.fast_lrp import _ModifiedConv
     from lesionlens.explain.rules import Rule
 
     torch.manual_seed(5)
-    conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1)
+    conv = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=dilation)
     conv.bias.data.uniform_(-1, 1)
     conv._lrp_rule = Rule("epsilon", bias="share_input")
     x = torch.randn(2, 4, 9, 9)
-    x = (x.abs() if nonnegative else x).requires_grad_()
+    x = x.abs() if nonnegative else x
+    x[:, :, :4, :4] = 0  # units whose whole receptive field is zero (after a ReLU): nothing to share with
+    x.requires_grad_()
     out = _ModifiedConv.apply(x, conv)
     relevance = torch.randn_like(out)
     (fast,) = torch.autograd.grad(out, x, relevance)
 
-    cols = torch.nn.functional.unfold(x.detach(), 3, padding=1, stride=2)  # (B, C*9, L)
+    cols = torch.nn.functional.unfold(x.detach(), 3, dilation=dilation, padding=1, stride=2)  # (B, C*9, L)
     z = out.detach().flatten(2)  # (B, 6, L)
     s = relevance.flatten(2) / (z + 1e-6 * torch.where(z >= 0, 1.0, -1.0))  # (zennit's stabilize)
     weight = conv.weight.detach().flatten(1)  # (6, C*9)
     by_weight = cols * torch.einsum("ji,bjl->bil", weight, s)
     by_input = cols.abs() * (conv.bias.detach().view(1, -1, 1) * s).sum(1, keepdim=True) / (
         cols.abs().sum(1, keepdim=True) + 1e-6)
-    expected = torch.nn.functional.fold(by_weight + by_input, (9, 9), 3, padding=1, stride=2)
-    assert torch.allclose(fast, expected, rtol=1e-4, atol=1e-5)
-    # conserving: every output's relevance reached the inputs
+    expected = torch.nn.functional.fold(by_weight + by_input, (9, 9), 3, dilation=dilation, padding=1, stride=2)
+    assert torch.isfinite(fast).all() and torch.allclose(fast, expected, rtol=1e-4, atol=1e-5)
+    # conserving: every output's relevance reached the inputs, except where the receptive field
+    # is all zero (a unit active on its bias alone has no input to give it to)
     sign = torch.where(z >= 0, 1.0, -1.0)
-    assert torch.allclose(fast.sum(), (relevance.flatten(2) * z / (z + 1e-6 * sign)).sum(), rtol=1e-3)
+    has_inputs = cols.abs().sum(1, keepdim=True) > 0
+    assert not has_inputs.all()
+    kept = (relevance.flatten(2) * z / (z + 1e-6 * sign) * has_inputs).sum()
+    assert torch.allclose(fast.sum(), kept, rtol=1e-3)
